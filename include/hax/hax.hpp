@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// Umbrella header: every public header of hax. Implementation headers (*/impl/) are not included.
+#pragma once
+
+#include <hax/version.hpp>
+
+#include <hax/core/concepts.hpp>
+#include <hax/core/dispatch.hpp>
+#include <hax/core/error.hpp>
