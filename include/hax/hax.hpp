@@ -8,3 +8,4 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
