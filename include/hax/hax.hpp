@@ -8,4 +8,5 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/random.hpp>
 #include <hax/core/views.hpp>
