@@ -10,3 +10,6 @@
 #include <hax/core/error.hpp>
 #include <hax/core/random.hpp>
 #include <hax/core/views.hpp>
+#include <hax/nn/cross_entropy.hpp>
+#include <hax/nn/embedding.hpp>
+#include <hax/nn/linear.hpp>
