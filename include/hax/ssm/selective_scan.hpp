@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// The Mamba-1 selective scan (mamba_ssm's selective_scan_fn with delta_softplus=True, delta_bias
+/// and D, without z): forward with chunk checkpointing, backward that recomputes inside chunks,
+/// and a one-token step mode for inference. Derivations: docs/math/selective_scan.md.
+///
+///   dt_t   = softplus(delta_t + delta_bias)                       (B, L, D)
+///   h_t    = exp(dt_t · A) ⊙ h_{t-1} + dt_t · B_t · u_t            per (b, d): an N-vector
+///   y_t[d] = Σ_n C_t[n] h_t[d, n] + Dskip[d] · u_t[d]
+///
+/// A is taken as is (the caller computes A = -exp(A_log) and chains dA into dA_log).
+/// Parallelisation: one thread per (b, d), which keeps its N-vector of state in a local array
+/// (registers on GPUs, the stack on CPUs) and walks t sequentially; the reductions over d (dB, dC)
+/// run as separate kernels per chunk, the reductions over (b, t) (dA, ddelta_bias, dD) go through
+/// per-(b, d) partial sums and one final kernel. No atomics on per-token data.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <hax/core/concepts.hpp>
+#include <hax/core/error.hpp>
+#include <hax/ssm/impl/common.hpp>
+#include <hax/ssm/policy.hpp>
+
+#include <type_traits>
+
+namespace hax::ssm {
+
+/// Inputs of the selective scan (read only).
+template <class T, class MemorySpace>
+struct SelectiveScanInputs {
+  template <class D>
+  using view = Kokkos::View<D, Kokkos::LayoutRight, MemorySpace>;
+  view<T const***> u;          // (B, L, D)  input
+  view<T const***> delta;      // (B, L, D)  time step before softplus
+  view<T const*> delta_bias;   // (D)
+  view<T const**> A;           // (D, N)     state matrix (negative for a stable scan)
+  view<T const***> Bm;         // (B, L, N)  input-dependent B
+  view<T const***> Cm;         // (B, L, N)  input-dependent C
+  view<T const*> Dskip;        // (D)        skip connection
+};
+
+/// Gradients of the selective scan. Input gradients are written (=); parameter gradients
+/// (ddelta_bias, dA, dD) are accumulated (+=).
+template <class T, class MemorySpace>
+struct SelectiveScanGrads {
+  template <class D>
+  using view = Kokkos::View<D, Kokkos::LayoutRight, MemorySpace>;
+  view<T***> du;           // (B, L, D)  =
+  view<T***> ddelta;       // (B, L, D)  =  (with respect to delta before softplus)
+  view<T*> ddelta_bias;    // (D)        +=
+  view<T**> dA;            // (D, N)     +=
+  view<T***> dB;           // (B, L, N)  =
+  view<T***> dC;           // (B, L, N)  =
+  view<T*> dD;             // (D)        +=
+};
+
+/// What the forward keeps for the backward: the state at the start of every chunk.
+template <class T, class MemorySpace>
+struct SelectiveScanSaved {
+  Kokkos::View<T****, Kokkos::LayoutRight, MemorySpace> chunk_states;  // (B, D, n_chunks, N)
+  int chunk = 1;                                                       // time steps per chunk
+};
+
+namespace impl {
+
+template <class T, class Mem, class Y>
+void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in, Y const& y,
+                          int chunk) {
+  auto const B = in.u.extent(0), L = in.u.extent(1), D = in.u.extent(2), N = in.A.extent(1);
+  core::require(chunk >= 1, op, "chunk must be >= 1, got ", chunk);
+  core::require(in.delta.extent(0) == B && in.delta.extent(1) == L && in.delta.extent(2) == D, op,
+                "delta ", shape_of(in.delta), " must match u ", shape_of(in.u), " (B, L, D)");
+  core::require(in.delta_bias.extent(0) == D, op, "delta_bias ", shape_of(in.delta_bias),
+                " must be (D) for u ", shape_of(in.u));
+  core::require(in.A.extent(0) == D, op, "A ", shape_of(in.A), " must be (D, N) for u ",
+                shape_of(in.u));
+  core::require(in.Bm.extent(0) == B && in.Bm.extent(1) == L && in.Bm.extent(2) == N, op, "B ",
+                shape_of(in.Bm), " must be (B, L, N) for u ", shape_of(in.u), " and A ",
+                shape_of(in.A));
+  core::require(in.Cm.extent(0) == B && in.Cm.extent(1) == L && in.Cm.extent(2) == N, op, "C ",
+                shape_of(in.Cm), " must be (B, L, N) for u ", shape_of(in.u), " and A ",
+                shape_of(in.A));
+  core::require(in.Dskip.extent(0) == D, op, "Dskip ", shape_of(in.Dskip),
+                " must be (D) for u ", shape_of(in.u));
+  core::require(y.extent(0) == B && y.extent(1) == L && y.extent(2) == D, op, "y/dy ",
+                shape_of(y), " must match u ", shape_of(in.u), " (B, L, D)");
+}
+
+/// Forward: one thread per (b, d) walks t, saving the state at every chunk start.
+template <int kCap, class Space, class T, class Mem>
+void selective_scan_forward_kernel(Space const& space, SelectiveScanInputs<T, Mem> const& in,
+                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
+                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
+                                   int chunk) {
+  auto const u = in.u;
+  auto const delta = in.delta;
+  auto const delta_bias = in.delta_bias;
+  auto const A = in.A;
+  auto const Bm = in.Bm;
+  auto const Cm = in.Cm;
+  auto const Dskip = in.Dskip;
+  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_forward", Kokkos::RangePolicy<Space>(space, 0, B * D),
+      KOKKOS_LAMBDA(int i) {
+        int const b = i / D;  // d fastest: neighbouring threads read neighbouring u(b, t, d)
+        int const d = i % D;
+        T h[kCap];  // (N) the running state of channel (b, d)
+        for (int n = 0; n < N; ++n) { h[n] = T(0); }
+        T const bias = delta_bias(d);
+        T const skip = Dskip(d);
+        for (int t = 0; t < L; ++t) {
+          if (t % chunk == 0) {  // checkpoint: the state before this chunk
+            for (int n = 0; n < N; ++n) { states(b, d, t / chunk, n) = h[n]; }
+          }
+          T const dt = softplus(delta(b, t, d) + bias);
+          T const ut = u(b, t, d);
+          T acc = T(0);
+          for (int n = 0; n < N; ++n) {
+            h[n] = Kokkos::exp(dt * A(d, n)) * h[n] + dt * Bm(b, t, n) * ut;
+            acc += Cm(b, t, n) * h[n];
+          }
+          y(b, t, d) = acc + skip * ut;
+        }
+      });
+}
+
+/// Backward, chunk c: recompute the chunk's states from its checkpoint into hs, then run the
+/// adjoint recurrence g_{t-1} = exp(dt_t A) g_t + dy_{t-1} C_{t-1} backwards through the chunk.
+/// Writes du, ddelta and the adjoints gs (for dB); accumulates per-(b, d) partial parameter
+/// gradients; carries g across chunk boundaries in `carry`.
+template <int kCap, class Space, class T, class Mem>
+void selective_scan_backward_chunk(
+    Space const& space, SelectiveScanInputs<T, Mem> const& in,
+    Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
+    SelectiveScanGrads<T, Mem> const& grads,
+    Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
+    Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
+    Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs,
+    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& carry,
+    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_dA,
+    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_bd, int chunk, int c) {
+  auto const u = in.u;
+  auto const delta = in.delta;
+  auto const delta_bias = in.delta_bias;
+  auto const A = in.A;
+  auto const Bm = in.Bm;
+  auto const Cm = in.Cm;
+  auto const Dskip = in.Dskip;
+  auto const du = grads.du;
+  auto const ddelta = grads.ddelta;
+  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
+  int const cs = c * chunk;
+  int const len = Kokkos::min(chunk, L - cs);
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_backward", Kokkos::RangePolicy<Space>(space, 0, B * D),
+      KOKKOS_LAMBDA(int i) {
+        int const b = i / D;
+        int const d = i % D;
+        T const bias = delta_bias(d);
+        T const skip = Dskip(d);
+        T h[kCap];  // (N) state, recomputed from the checkpoint
+        for (int n = 0; n < N; ++n) { h[n] = states(b, d, c, n); }
+        for (int k = 0; k < len; ++k) {
+          int const t = cs + k;
+          T const dt = softplus(delta(b, t, d) + bias);
+          T const ut = u(b, t, d);
+          for (int n = 0; n < N; ++n) {
+            h[n] = Kokkos::exp(dt * A(d, n)) * h[n] + dt * Bm(b, t, n) * ut;
+            hs(b, d, k, n) = h[n];
+          }
+        }
+        T g[kCap];    // (N) adjoint dLoss/dh_t carried backwards (without dy_t C_t yet)
+        T dAl[kCap];  // (N) this channel's share of dA
+        for (int n = 0; n < N; ++n) {
+          g[n] = carry(b, d, n);
+          dAl[n] = T(0);
+        }
+        T dbias = T(0);
+        T dskip = T(0);
+        for (int k = len - 1; k >= 0; --k) {
+          int const t = cs + k;
+          T const x = delta(b, t, d) + bias;
+          T const dt = softplus(x);
+          T const ut = u(b, t, d);
+          T const dyt = dy(b, t, d);
+          T ddt = T(0);  // dLoss/d dt_t
+          T dut = T(0);  // dLoss/du_t through the state
+          for (int n = 0; n < N; ++n) {
+            T const hprev = k > 0 ? hs(b, d, k - 1, n) : states(b, d, c, n);
+            T const an = A(d, n);
+            T const a = Kokkos::exp(dt * an);
+            T const bn = Bm(b, t, n);
+            T const gn = g[n] + dyt * Cm(b, t, n);  // total dLoss/dh_t
+            ddt += gn * (hprev * a * an + bn * ut);  // dh_t/d dt = A a h_{t-1} + B u
+            dAl[n] += gn * hprev * a * dt;          // dh_t/dA = dt a h_{t-1}
+            dut += gn * dt * bn;
+            gs(b, d, k, n) = gn;
+            g[n] = gn * a;  // h_{t-1} reaches h_t through a
+          }
+          du(b, t, d) = dut + skip * dyt;
+          T const dd = ddt * sigmoid(x);  // softplus' = sigmoid
+          ddelta(b, t, d) = dd;
+          dbias += dd;
+          dskip += dyt * ut;
+        }
+        for (int n = 0; n < N; ++n) {
+          carry(b, d, n) = g[n];
+          part_dA(b, d, n) += dAl[n];
+        }
+        part_bd(b, d, 0) += dbias;
+        part_bd(b, d, 1) += dskip;
+      });
+}
+
+/// dB_t[n] = Σ_d g_t[d, n] dt_t[d] u_t[d] and dC_t[n] = Σ_d dy_t[d] h_t[d, n] for chunk c.
+template <class Space, class T, class Mem>
+void selective_scan_backward_bc(Space const& space, SelectiveScanInputs<T, Mem> const& in,
+                                Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
+                                SelectiveScanGrads<T, Mem> const& grads,
+                                Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
+                                Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs, int chunk,
+                                int c) {
+  auto const u = in.u;
+  auto const delta = in.delta;
+  auto const delta_bias = in.delta_bias;
+  auto const dB = grads.dB;
+  auto const dC = grads.dC;
+  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2);
+  int const N = in.A.extent_int(1);
+  int const cs = c * chunk;
+  int const len = Kokkos::min(chunk, L - cs);
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_backward_bc",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, len, N}),
+      KOKKOS_LAMBDA(int b, int k, int n) {
+        int const t = cs + k;
+        T db = T(0);
+        T dc = T(0);
+        for (int d = 0; d < D; ++d) {
+          T const dt = softplus(delta(b, t, d) + delta_bias(d));
+          db += gs(b, d, k, n) * dt * u(b, t, d);
+          dc += dy(b, t, d) * hs(b, d, k, n);
+        }
+        dB(b, t, n) = db;
+        dC(b, t, n) = dc;
+      });
+}
+
+}  // namespace impl
+
+/// Forward of the selective scan.
+///
+/// \param space [in] execution-space instance; the op is asynchronous on it.
+/// \param in [in] u, delta (B, L, D); delta_bias, Dskip (D); A (D, N); Bm, Cm (B, L, N).
+/// \param y [out] (B, L, D), overwritten.
+/// \param checkpoint [in] chunk length between saved states (any value >= 1).
+/// \return the chunk-start states (B, D, ceil(L / chunk), N) the backward needs (with `in`).
+/// Throws hax::invalid_argument on mismatched shapes, chunk < 1 or N > 256.
+template <execution_space Space, class T, class Mem>
+  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
+SelectiveScanSaved<T, Mem> selective_scan_forward(
+    Space const& space, SelectiveScanInputs<T, Mem> const& in,
+    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
+    ChunkBoundaries checkpoint = ChunkBoundaries{}) {
+  char const* op = "hax::ssm::selective_scan_forward";
+  impl::check_selective_scan(op, in, y, checkpoint.chunk);
+  int const B = in.u.extent_int(0), L = in.u.extent_int(1), D = in.u.extent_int(2);
+  int const N = in.A.extent_int(1);
+  int const n_chunks = impl::ceil_div(L, checkpoint.chunk);
+  SelectiveScanSaved<T, Mem> saved{
+      Kokkos::View<T****, Kokkos::LayoutRight, Mem>(
+          Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::chunk_states"), B, D,
+          n_chunks, N),
+      checkpoint.chunk};
+  impl::dispatch_capacity(N, op, [&]<int kCap>() {
+    impl::selective_scan_forward_kernel<kCap>(space, in, y, saved.chunk_states, checkpoint.chunk);
+  });
+  return saved;
+}
+
+/// Overload on the default instance of y's execution space.
+template <class T, class Mem>
+SelectiveScanSaved<T, Mem> selective_scan_forward(
+    SelectiveScanInputs<T, Mem> const& in, Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
+    ChunkBoundaries checkpoint = ChunkBoundaries{}) {
+  using Space = typename Kokkos::View<T***, Kokkos::LayoutRight, Mem>::execution_space;
+  return selective_scan_forward(Space{}, in, y, checkpoint);
+}
+
+/// Backward of the selective scan: walks the chunks in reverse, recomputing each chunk's states
+/// from its checkpoint (workspace (B, D, chunk, N), twice), so no (B, L, D, N) tensor exists.
+///
+/// \param in [in] the forward's inputs; \param saved [in] what the forward returned.
+/// \param dy [in] (B, L, D) gradient of the loss with respect to y.
+/// \param grads [out] du, ddelta, dB, dC written; ddelta_bias, dA, dD accumulated (+=).
+/// Asynchronous on `space`; 2 kernels per chunk plus 2.
+template <execution_space Space, class T, class Mem>
+  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
+void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> const& in,
+                             SelectiveScanSaved<T, Mem> const& saved,
+                             impl::const_view<T const***, Mem> const& dy,
+                             SelectiveScanGrads<T, Mem> const& grads) {
+  char const* op = "hax::ssm::selective_scan_backward";
+  impl::check_selective_scan(op, in, dy, saved.chunk);
+  int const B = in.u.extent_int(0), L = in.u.extent_int(1), D = in.u.extent_int(2);
+  int const N = in.A.extent_int(1);
+  int const chunk = saved.chunk;
+  int const n_chunks = impl::ceil_div(L, chunk);
+  auto const& st = saved.chunk_states;
+  core::require(st.extent_int(0) == B && st.extent_int(1) == D && st.extent_int(2) == n_chunks &&
+                    st.extent_int(3) == N,
+                op, "saved chunk_states ", impl::shape_of(st), " do not match u ",
+                impl::shape_of(in.u), ", A ", impl::shape_of(in.A), " and chunk ", chunk);
+  auto same3 = [&](auto const& v, auto const& ref, char const* name) {
+    core::require(v.extent(0) == ref.extent(0) && v.extent(1) == ref.extent(1) &&
+                      v.extent(2) == ref.extent(2),
+                  op, name, " ", impl::shape_of(v), " must match ", impl::shape_of(ref));
+  };
+  same3(grads.du, in.u, "du");
+  same3(grads.ddelta, in.u, "ddelta");
+  same3(grads.dB, in.Bm, "dB");
+  same3(grads.dC, in.Cm, "dC");
+  core::require(grads.ddelta_bias.extent(0) == in.delta_bias.extent(0) &&
+                    grads.dD.extent(0) == in.Dskip.extent(0) &&
+                    grads.dA.extent(0) == in.A.extent(0) && grads.dA.extent(1) == in.A.extent(1),
+                op, "ddelta_bias ", impl::shape_of(grads.ddelta_bias), ", dA ",
+                impl::shape_of(grads.dA), ", dD ", impl::shape_of(grads.dD),
+                " must be (D), (D, N), (D) for A ", impl::shape_of(in.A));
+  if (B == 0 || L == 0 || D == 0) {
+    return;
+  }
+  using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
+  using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
+  int const K = Kokkos::min(chunk, L);
+  view4 hs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_h"), B, D,
+           K, N);  // (B, D, K, N) recomputed states of one chunk
+  view4 gs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_g"), B, D,
+           K, N);  // (B, D, K, N) adjoints of one chunk
+  view3 carry(Kokkos::view_alloc(space, "hax::ssm::scan_carry"), B, D, N);      // (B, D, N)
+  view3 part_dA(Kokkos::view_alloc(space, "hax::ssm::scan_part_dA"), B, D, N);  // (B, D, N)
+  view3 part_bd(Kokkos::view_alloc(space, "hax::ssm::scan_part_bd"), B, D, 2);  // (B, D, 2)
+  impl::dispatch_capacity(N, op, [&]<int kCap>() {
+    for (int c = n_chunks - 1; c >= 0; --c) {
+      impl::selective_scan_backward_chunk<kCap>(space, in, dy, grads, st, hs, gs, carry, part_dA,
+                                                part_bd, chunk, c);
+      impl::selective_scan_backward_bc(space, in, dy, grads, hs, gs, chunk, c);
+    }
+  });
+  // Reductions over b of the per-(b, d) partial sums (each element written by one thread).
+  auto const dA = grads.dA;
+  auto const dbias = grads.ddelta_bias;
+  auto const dD = grads.dD;
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_backward_params",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {D, N}),
+      KOKKOS_LAMBDA(int d, int n) {
+        T sa = T(0);
+        for (int b = 0; b < B; ++b) { sa += part_dA(b, d, n); }
+        dA(d, n) += sa;
+        if (n == 0) {
+          T sb = T(0);
+          T sd = T(0);
+          for (int b = 0; b < B; ++b) {
+            sb += part_bd(b, d, 0);
+            sd += part_bd(b, d, 1);
+          }
+          dbias(d) += sb;
+          dD(d) += sd;
+        }
+      });
+}
+
+/// Overload on the default instance of du's execution space.
+template <class T, class Mem>
+void selective_scan_backward(SelectiveScanInputs<T, Mem> const& in,
+                             SelectiveScanSaved<T, Mem> const& saved,
+                             impl::const_view<T const***, Mem> const& dy,
+                             SelectiveScanGrads<T, Mem> const& grads) {
+  using Space = typename Kokkos::View<T***, Kokkos::LayoutRight, Mem>::execution_space;
+  selective_scan_backward(Space{}, in, saved, dy, grads);
+}
+
+/// One token of the selective scan (recurrent inference): state ← exp(dt A) ⊙ state + dt B u,
+/// y = C · state + Dskip ⊙ u, with dt = softplus(delta + delta_bias). Gives the same y_t as the
+/// parallel forward fed with the same tokens from a zero state.
+///
+/// \param state [in,out] (B, D, N) carried between calls (start from zeros).
+/// \param u, delta [in] (B, D) this token's input and time step (before softplus).
+/// \param delta_bias, Dskip [in] (D); \param A [in] (D, N); \param Bm, Cm [in] (B, N).
+/// \param y [out] (B, D). Asynchronous on `space`.
+template <execution_space Space, class T, class Mem>
+  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
+void selective_scan_step(Space const& space,
+                         Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& state,
+                         impl::const_view<T const**, Mem> const& u,
+                         impl::const_view<T const**, Mem> const& delta,
+                         impl::const_view<T const*, Mem> const& delta_bias,
+                         impl::const_view<T const**, Mem> const& A,
+                         impl::const_view<T const**, Mem> const& Bm,
+                         impl::const_view<T const**, Mem> const& Cm,
+                         impl::const_view<T const*, Mem> const& Dskip,
+                         Kokkos::View<T**, Kokkos::LayoutRight, Mem> const& y) {
+  char const* op = "hax::ssm::selective_scan_step";
+  int const B = state.extent_int(0), D = state.extent_int(1), N = state.extent_int(2);
+  core::require(u.extent_int(0) == B && u.extent_int(1) == D && delta.extent_int(0) == B &&
+                    delta.extent_int(1) == D && y.extent_int(0) == B && y.extent_int(1) == D,
+                op, "u ", impl::shape_of(u), ", delta ", impl::shape_of(delta), " and y ",
+                impl::shape_of(y), " must be (B, D) for state ", impl::shape_of(state),
+                " (B, D, N)");
+  core::require(delta_bias.extent_int(0) == D && Dskip.extent_int(0) == D &&
+                    A.extent_int(0) == D && A.extent_int(1) == N,
+                op, "delta_bias ", impl::shape_of(delta_bias), ", Dskip ", impl::shape_of(Dskip),
+                ", A ", impl::shape_of(A), " must be (D), (D), (D, N) for state ",
+                impl::shape_of(state));
+  core::require(Bm.extent_int(0) == B && Bm.extent_int(1) == N && Cm.extent_int(0) == B &&
+                    Cm.extent_int(1) == N,
+                op, "B ", impl::shape_of(Bm), " and C ", impl::shape_of(Cm),
+                " must be (B, N) for state ", impl::shape_of(state));
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_step",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, D}),
+      KOKKOS_LAMBDA(int b, int d) {
+        T const dt = impl::softplus(delta(b, d) + delta_bias(d));
+        T const ut = u(b, d);
+        T acc = T(0);
+        for (int n = 0; n < N; ++n) {
+          T const h = Kokkos::exp(dt * A(d, n)) * state(b, d, n) + dt * Bm(b, n) * ut;
+          state(b, d, n) = h;
+          acc += Cm(b, n) * h;
+        }
+        y(b, d) = acc + Dskip(d) * ut;
+      });
+}
+
+/// Overload on the default instance of y's execution space.
+template <class T, class Mem>
+void selective_scan_step(Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& state,
+                         impl::const_view<T const**, Mem> const& u,
+                         impl::const_view<T const**, Mem> const& delta,
+                         impl::const_view<T const*, Mem> const& delta_bias,
+                         impl::const_view<T const**, Mem> const& A,
+                         impl::const_view<T const**, Mem> const& Bm,
+                         impl::const_view<T const**, Mem> const& Cm,
+                         impl::const_view<T const*, Mem> const& Dskip,
+                         Kokkos::View<T**, Kokkos::LayoutRight, Mem> const& y) {
+  using Space = typename Kokkos::View<T**, Kokkos::LayoutRight, Mem>::execution_space;
+  selective_scan_step(Space{}, state, u, delta, delta_bias, A, Bm, Cm, Dskip, y);
+}
+
+}  // namespace hax::ssm
