@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// The LSH plan step: hash every (transformed) query and key row to a bucket, then build each
+/// query's candidate list: the k' most recent keys j <= i with bucket(k_j) == bucket(q_i).
+///
+/// Two algorithms give the same lists (tags `BucketSort` and `BucketCount`):
+///  - BucketSort:  per sequence, sort the keys by (bucket, position) (one team sort per
+///                 sequence); a query binary-searches its bucket's run for the last j <= i and
+///                 walks back k' entries. O(B·L·(log² L + k')) time, O(B·L) extra memory.
+///  - BucketCount: per sequence, a bucket histogram, its exclusive scan and per-bucket position
+///                 lists (a stable counting sort); then the same search inside the bucket's list.
+///                 O(B·L·(log L + k') + B·2^h) time, O(B·(L + 2^h)) extra memory.
+/// Neither forms an L×L object. Slot j of a query's list holds its (j+1)-th most recent
+/// candidate (positions strictly decreasing along the slots), then -1 for empty slots.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+#include <Kokkos_NestedSort.hpp>
+
+#include <hax/attention/hash/concepts.hpp>
+#include <hax/attention/lsh/transform.hpp>
+#include <hax/core/concepts.hpp>
+#include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
+
+#include <cstdint>
+
+namespace hax::attn {
+
+/// Bucketing by a per-sequence sort of (bucket, position).
+struct BucketSort {
+  static constexpr char const* name() { return "sort"; }
+};
+/// Bucketing by per-sequence bucket histograms and per-bucket position lists.
+struct BucketCount {
+  static constexpr char const* name() { return "count"; }
+};
+
+template <class A>
+concept bucketing_algorithm = std::same_as<A, BucketSort> || std::same_as<A, BucketCount>;
+
+/// buckets (B, L) = hash.bucket(x(b, i, :)) for rows x (B, L, N) already transformed.
+/// Asynchronous on `space`.
+template <execution_space Space, class Hash, class X, class Buckets>
+  requires(view_accessible_from<X, Space> && view_accessible_from<Buckets, Space>)
+void lsh_hash_rows(Space const& space, Hash const& hash, X const& x, Buckets const& buckets) {
+  static_assert(X::rank() == 3 && Buckets::rank() == 2,
+                "hax::attn::lsh_hash_rows: x must be (B, L, N) and buckets (B, L)");
+  int const B = x.extent_int(0), L = x.extent_int(1);
+  core::require(buckets.extent_int(0) == B && buckets.extent_int(1) == L, "hax::attn::lsh_hash_rows",
+                "buckets (", buckets.extent(0), ", ", buckets.extent(1), ") must be (B, L) = (", B,
+                ", ", L, ") of x");
+  core::require(x.extent_int(2) == hash.proj.dim(), "hax::attn::lsh_hash_rows", "x (", B, ", ", L,
+                ", ", x.extent(2), ") has N different from the projection's ", hash.proj.dim());
+  Kokkos::parallel_for(
+      "hax::attn::lsh_hash_rows", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      KOKKOS_LAMBDA(int b, int i) { buckets(b, i) = hash.bucket(Kokkos::subview(x, b, i, Kokkos::ALL)); });
+}
+
+/// buckets (B, L) of raw rows x (B, L, N): the pre-hash transform under `semantics`, then the hash.
+/// Allocates one (B, L, N) temporary on `space`. Asynchronous on `space`.
+template <execution_space Space, class Hash, class X, class Buckets>
+  requires(view_accessible_from<X, Space> && view_accessible_from<Buckets, Space>)
+void lsh_buckets(Space const& space, PlanSemantics semantics, Hash const& hash, X const& x,
+                 Buckets const& buckets) {
+  using T = typename X::non_const_value_type;
+  auto const xt = uninitialized_view<T***>(space, "hax::attn::lsh_transformed", x.extent(0),
+                                           x.extent(1), x.extent(2));  // (B, L, N)
+  lsh_prehash_transform(space, semantics, x, xt);
+  lsh_hash_rows(space, hash, xt, buckets);
+}
+
+namespace impl {
+
+inline void check_bucketing_shapes(char const* op, int qb0, int qb1, int kb0, int kb1, int i0,
+                                   int i1, int kprime, int num_buckets) {
+  core::require(qb0 == kb0 && qb1 == kb1, op, "bucket_q (", qb0, ", ", qb1, ") and bucket_k (",
+                kb0, ", ", kb1, ") must have the same shape (B, L)");
+  core::require(i0 == qb0 && i1 == qb1, op, "idx (", i0, ", ", i1, ", ", kprime,
+                ") must be (B, L, k') with (B, L) = (", qb0, ", ", qb1, ")");
+  core::require(kprime >= 1 && kprime <= qb1, op, "k' = ", kprime,
+                " (idx extent 2) must be in [1, L] with L = ", qb1);
+  core::require(num_buckets >= 1, op, "num_buckets = ", num_buckets, " must be >= 1");
+}
+
+/// Writes idx(b, i, :) from the ascending run [lo, hi) of key positions of query i's bucket:
+/// the last entries <= i, most recent first. `pos(p)` returns the position stored at p.
+template <class Pos, class Idx>
+KOKKOS_INLINE_FUNCTION void take_most_recent(Pos const& pos, int lo, int hi, int i, Idx const& idx,
+                                             int b, int kprime) {
+  // upper_bound: first p in [lo, hi) with pos(p) > i
+  int a = lo, e = hi;
+  while (a < e) {
+    int const mid = a + (e - a) / 2;
+    if (pos(mid) <= i) {
+      a = mid + 1;
+    } else {
+      e = mid;
+    }
+  }
+  int slot = 0;
+  for (int p = a - 1; p >= lo && slot < kprime; --p, ++slot) { idx(b, i, slot) = pos(p); }
+  for (; slot < kprime; ++slot) { idx(b, i, slot) = -1; }
+}
+
+}  // namespace impl
+
+/// The LSH candidate lists by a per-sequence sort (see the file comment).
+/// \param bucket_q, bucket_k [in] (B, L) int buckets in [0, num_buckets).
+/// \param idx [out] (B, L, k') int: most recent same-bucket keys j <= i first, then -1.
+/// Asynchronous on `space`. Throws hax::invalid_argument on mismatched shapes or k' > L.
+template <execution_space Space, class BQ, class BK, class Idx>
+  requires(view_accessible_from<BQ, Space> && view_accessible_from<BK, Space> &&
+           view_accessible_from<Idx, Space>)
+void lsh_bucketing(Space const& space, BucketSort, BQ const& bucket_q, BK const& bucket_k,
+                   int num_buckets, Idx const& idx) {
+  static_assert(BQ::rank() == 2 && BK::rank() == 2 && Idx::rank() == 3,
+                "hax::attn::lsh_bucketing: buckets must be (B, L) and idx (B, L, k')");
+  int const B = bucket_q.extent_int(0), L = bucket_q.extent_int(1), kprime = idx.extent_int(2);
+  impl::check_bucketing_shapes("hax::attn::lsh_bucketing[sort]", B, L, bucket_k.extent_int(0),
+                               bucket_k.extent_int(1), idx.extent_int(0), idx.extent_int(1), kprime,
+                               num_buckets);
+  // Composite key bucket * L + position: sorting it sorts by (bucket, position).
+  auto const keys = uninitialized_view<std::int64_t**>(space, "hax::attn::lsh_sort_keys", B, L);  // (B, L)
+  std::int64_t const LL = L;
+  Kokkos::parallel_for(
+      "hax::attn::lsh_bucketing[sort]::keys",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      KOKKOS_LAMBDA(int b, int j) { keys(b, j) = static_cast<std::int64_t>(bucket_k(b, j)) * LL + j; });
+  using team_policy = Kokkos::TeamPolicy<Space>;
+  Kokkos::parallel_for(
+      "hax::attn::lsh_bucketing[sort]::sort", team_policy(space, B, Kokkos::AUTO),
+      KOKKOS_LAMBDA(typename team_policy::member_type const& team) {
+        Kokkos::Experimental::sort_team(team, Kokkos::subview(keys, team.league_rank(), Kokkos::ALL));
+      });
+  Kokkos::parallel_for(
+      "hax::attn::lsh_bucketing[sort]::select",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      KOKKOS_LAMBDA(int b, int i) {
+        std::int64_t const bq = bucket_q(b, i);
+        // The run of bucket bq is [lower_bound(bq*L), lower_bound((bq+1)*L)).
+        auto lower_bound = [&](std::int64_t v) {
+          int a = 0, e = L;
+          while (a < e) {
+            int const mid = a + (e - a) / 2;
+            if (keys(b, mid) < v) {
+              a = mid + 1;
+            } else {
+              e = mid;
+            }
+          }
+          return a;
+        };
+        int const lo = lower_bound(bq * LL);
+        int const hi = lower_bound((bq + 1) * LL);
+        auto pos = [&](int p) { return static_cast<int>(keys(b, p) - bq * LL); };
+        impl::take_most_recent(pos, lo, hi, i, idx, b, kprime);
+      });
+}
+
+/// The LSH candidate lists by per-sequence bucket histograms (a stable counting sort).
+/// Same contract as the BucketSort overload; extra memory O(B·(L + num_buckets)).
+template <execution_space Space, class BQ, class BK, class Idx>
+  requires(view_accessible_from<BQ, Space> && view_accessible_from<BK, Space> &&
+           view_accessible_from<Idx, Space>)
+void lsh_bucketing(Space const& space, BucketCount, BQ const& bucket_q, BK const& bucket_k,
+                   int num_buckets, Idx const& idx) {
+  static_assert(BQ::rank() == 2 && BK::rank() == 2 && Idx::rank() == 3,
+                "hax::attn::lsh_bucketing: buckets must be (B, L) and idx (B, L, k')");
+  int const B = bucket_q.extent_int(0), L = bucket_q.extent_int(1), kprime = idx.extent_int(2);
+  impl::check_bucketing_shapes("hax::attn::lsh_bucketing[count]", B, L, bucket_k.extent_int(0),
+                               bucket_k.extent_int(1), idx.extent_int(0), idx.extent_int(1), kprime,
+                               num_buckets);
+  int const nb = num_buckets;
+  auto const start = uninitialized_view<int**>(space, "hax::attn::lsh_bucket_start", B, nb + 1);  // (B, 2^h + 1)
+  auto const cursor = uninitialized_view<int**>(space, "hax::attn::lsh_bucket_cursor", B, nb);    // (B, 2^h)
+  auto const positions = uninitialized_view<int**>(space, "hax::attn::lsh_positions", B, L);      // (B, L)
+  // One sequence per work item: histogram, exclusive scan, then a stable fill in position order,
+  // so each bucket's list is ascending. O(L + 2^h) per sequence.
+  Kokkos::parallel_for(
+      "hax::attn::lsh_bucketing[count]::lists", Kokkos::RangePolicy<Space>(space, 0, B),
+      KOKKOS_LAMBDA(int b) {
+        for (int c = 0; c <= nb; ++c) { start(b, c) = 0; }
+        for (int j = 0; j < L; ++j) { ++start(b, bucket_k(b, j) + 1); }
+        for (int c = 0; c < nb; ++c) {
+          start(b, c + 1) += start(b, c);
+          cursor(b, c) = start(b, c);
+        }
+        for (int j = 0; j < L; ++j) { positions(b, cursor(b, bucket_k(b, j))++) = j; }
+      });
+  Kokkos::parallel_for(
+      "hax::attn::lsh_bucketing[count]::select",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      KOKKOS_LAMBDA(int b, int i) {
+        int const bq = bucket_q(b, i);
+        auto pos = [&](int p) { return positions(b, p); };
+        impl::take_most_recent(pos, start(b, bq), start(b, bq + 1), i, idx, b, kprime);
+      });
+}
+
+/// Overload on the default instance of idx's execution space.
+template <bucketing_algorithm Algo, class BQ, class BK, class Idx>
+void lsh_bucketing(Algo algo, BQ const& bucket_q, BK const& bucket_k, int num_buckets,
+                   Idx const& idx) {
+  lsh_bucketing(typename Idx::execution_space{}, algo, bucket_q, bucket_k, num_buckets, idx);
+}
+
+}  // namespace hax::attn
