@@ -59,7 +59,9 @@ void count_masked(Space const& space, Mask mask, Count count) {
 /// One pass per row (b, t): the row max (for stability), log Σ exp, the row's loss share, and, if
 /// kWriteGrad, dlogits(b, t, :) = scale · (softmax − onehot(label)) / n (0 on unmasked rows).
 /// The loss shares are summed by the reduction into `loss`. The row (V = 100 in joint recall)
-/// stays in cache between its three sweeps, so logits are read from memory once.
+/// stays in cache between its three sweeps, so logits are read from memory once; exp(z − max) is
+/// parked in the dlogits row between the second and third sweeps, so it is evaluated once.
+/// dlogits must not alias logits.
 template <bool kWriteGrad, class Space, class Logits, class Labels, class Mask, class Count,
           class Loss, class DLogits>
 void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask mask, Count count,
@@ -88,7 +90,11 @@ void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask m
         }
         T denom = 0;
         for (int v = 0; v < V; ++v) {
-          denom += Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
+          T const e = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
+          if constexpr (kWriteGrad) {
+            dlogits(b, t, v) = e;  // parked in the output row (in cache) so exp runs once
+          }
+          denom += e;
         }
         auto const label = static_cast<std::int64_t>(labels(b, t));
         T const log_denom = Kokkos::log(denom);
@@ -98,7 +104,7 @@ void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask m
           T const g = grad_scale * inv_n;
           T const inv_denom = T(1) / denom;
           for (int v = 0; v < V; ++v) {
-            T const p = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max) * inv_denom;
+            T const p = dlogits(b, t, v) * inv_denom;
             dlogits(b, t, v) = g * (p - (v == label ? T(1) : T(0)));
           }
         }
@@ -132,12 +138,14 @@ void cross_entropy_backward_rows(Space const& space, Logits logits, Labels label
         }
         T denom = 0;
         for (int v = 0; v < V; ++v) {
-          denom += Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
+          T const e = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
+          dlogits(b, t, v) = e;  // parked in the output row (in cache) so exp runs once
+          denom += e;
         }
         auto const label = static_cast<std::int64_t>(labels(b, t));
         T const inv_denom = T(1) / denom;
         for (int v = 0; v < V; ++v) {
-          T const p = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max) * inv_denom;
+          T const p = dlogits(b, t, v) * inv_denom;
           dlogits(b, t, v) = g * (p - (v == label ? T(1) : T(0)));
         }
       });

@@ -5,6 +5,7 @@
 
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <cstddef>
@@ -90,6 +91,30 @@ TEMPLATE_TEST_CASE("embedding forward and backward match the reference", "[nn][e
   using tol = hax::test::tolerance<T>;
   hax::test::check_close(hax::test::to_vector(y), ref_y, 0.0, 0.0, "y");  // a copy: exact
   hax::test::check_close(hax::test::to_vector(dtable), ref_dtable, tol::rtol, tol::atol, "dtable");
+}
+
+TEST_CASE("embedding backward covers several position and column blocks, and large vocabularies",
+          "[nn][embedding]") {
+  // (B·L, D, V): 2 100 positions span two row blocks with 2 or more threads, D = 40 two 32-column
+  // blocks;
+  // V = 300 floats per column block exceeds the private scratch block, so it scatters directly.
+  auto const [B, L, D, V] = GENERATE(std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>{
+                                         3, 700, 40, 13},
+                                     std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>{
+                                         2, 50, 5, 300});
+  CAPTURE(B, L, D, V);
+  test_space space;
+  auto const htok = random_tokens<std::int32_t>(B * L, V, 41);
+  auto const tokens = device_tokens(htok, B, L);
+  view3<float> dy("dy", B, L, D);
+  view2<float> dtable("dtable", V, D);
+  auto const hdy = hax::test::fill_random(dy, 42);
+  auto ref_dtable = hax::test::fill_random(dtable, 43);
+  hax::nn::embedding_backward(space, tokens, dy, dtable);
+  space.fence();
+  hax::reference::nn::embedding_backward(htok, hdy, ref_dtable, D);
+  // ~160 terms per entry in float: a few ulps of accumulated rounding.
+  hax::test::check_close(hax::test::to_vector(dtable), ref_dtable, 1e-4, 1e-5, "dtable");
 }
 
 TEST_CASE("embedding gradient matches central finite differences", "[nn][embedding]") {
