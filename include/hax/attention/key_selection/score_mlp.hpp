@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// The key-scoring MLP of key selection: s_j = W3·ReLU(W2·ReLU(W1·T_j + b1) + b2) + b3 with
+/// T_j (D = 2N), hidden width H (= 2N in the released models) and one output. Forward scores all
+/// B·L rows; backward runs only through the rows the ranking loss sampled, and accumulates the
+/// parameter gradients (+=). There is no input gradient: the MLP inputs are detached.
+/// The shapes are tiny (D = H = 32 or 64), so every row is one work item with plain loops, and
+/// each parameter gradient entry is one work item summing over the sampled rows (deterministic,
+/// no atomics).
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <hax/core/concepts.hpp>
+#include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
+
+namespace hax::attn {
+
+/// The scoring MLP (D -> H -> H -> 1, ReLU). Stateless; see the file comment.
+template <execution_space Space, class T = float>
+class ScoreMlp {
+ public:
+  template <class D>
+  using view = hax::view<D, Space>;
+
+  struct Params {
+    view<T**> w1;  // (H, D)
+    view<T*> b1;   // (H)
+    view<T**> w2;  // (H, H)
+    view<T*> b2;   // (H)
+    view<T**> w3;  // (1, H)
+    view<T*> b3;   // (1)
+  };
+  using Grads = Params;  // same shapes; accumulated with +=
+
+  struct Saved {
+    view<T***> h1;  // (B, L, H) post-ReLU first hidden layer
+    view<T***> h2;  // (B, L, H) post-ReLU second hidden layer
+  };
+
+  /// Zero-initialised parameters (H, D) etc.; callers initialise them (e.g. N(0, 0.1) weights).
+  static Params allocate(Space const& space, int D, int H, char const* label = "hax::attn::score_mlp") {
+    std::string const l(label);
+    return Params{zeroed_view<T**>(space, l + "::w1", H, D), zeroed_view<T*>(space, l + "::b1", H),
+                  zeroed_view<T**>(space, l + "::w2", H, H), zeroed_view<T*>(space, l + "::b2", H),
+                  zeroed_view<T**>(space, l + "::w3", 1, H), zeroed_view<T*>(space, l + "::b3", 1)};
+  }
+
+  /// scores (B, L) = MLP(feat (B, L, D)); returns the hidden activations backward needs.
+  /// Asynchronous on `space`. O(B·L·H·(D + H)) time.
+  template <class F, class S>
+    requires(view_accessible_from<F, Space> && view_accessible_from<S, Space>)
+  Saved forward(Space const& space, Params const& p, F const& feat, S const& scores) const {
+    static_assert(F::rank() == 3 && S::rank() == 2,
+                  "hax::attn::ScoreMlp::forward: feat must be (B, L, D) and scores (B, L)");
+    int const B = feat.extent_int(0), L = feat.extent_int(1), D = feat.extent_int(2);
+    int const H = p.w1.extent_int(0);
+    check_params(p, D, "hax::attn::ScoreMlp::forward");
+    core::require(scores.extent_int(0) == B && scores.extent_int(1) == L,
+                  "hax::attn::ScoreMlp::forward", "scores (", scores.extent(0), ", ",
+                  scores.extent(1), ") must be (B, L) = (", B, ", ", L, ") of feat");
+    Saved s{uninitialized_view<T***>(space, "hax::attn::score_mlp::h1", B, L, H),
+            uninitialized_view<T***>(space, "hax::attn::score_mlp::h2", B, L, H)};
+    auto const w1 = p.w1, w2 = p.w2, w3 = p.w3;
+    auto const b1 = p.b1, b2 = p.b2, b3 = p.b3;
+    auto const h1 = s.h1, h2 = s.h2;
+    Kokkos::parallel_for(
+        "hax::attn::ScoreMlp::forward",
+        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+        KOKKOS_LAMBDA(int b, int j) {
+          for (int o = 0; o < H; ++o) {
+            T acc = b1(o);
+            for (int i = 0; i < D; ++i) { acc += w1(o, i) * feat(b, j, i); }
+            h1(b, j, o) = Kokkos::max(acc, T(0));
+          }
+          for (int o = 0; o < H; ++o) {
+            T acc = b2(o);
+            for (int i = 0; i < H; ++i) { acc += w2(o, i) * h1(b, j, i); }
+            h2(b, j, o) = Kokkos::max(acc, T(0));
+          }
+          T acc = b3(0);
+          for (int i = 0; i < H; ++i) { acc += w3(0, i) * h2(b, j, i); }
+          scores(b, j) = acc;
+        });
+    return s;
+  }
+
+  /// Accumulates (+=) the parameter gradients of Σ_{b,a} ds(b, a) · s(b, rows(b, a)), i.e. the
+  /// backward through the rows the ranking loss used. rows (B, R) int positions (R = k'; -1 is
+  /// skipped), ds (B, R). Asynchronous on `space`. O(B·R·H·(D + H)) time, O(B·R·H) temporaries.
+  template <class F, class Rows, class DS>
+    requires(view_accessible_from<F, Space> && view_accessible_from<Rows, Space> &&
+             view_accessible_from<DS, Space>)
+  void backward(Space const& space, Params const& p, F const& feat, Saved const& s,
+                Rows const& rows, DS const& ds, Grads const& g) const {
+    static_assert(F::rank() == 3 && Rows::rank() == 2 && DS::rank() == 2,
+                  "hax::attn::ScoreMlp::backward: feat (B, L, D), rows (B, R), ds (B, R)");
+    int const B = feat.extent_int(0), D = feat.extent_int(2);
+    int const R = rows.extent_int(1), H = p.w1.extent_int(0);
+    check_params(p, D, "hax::attn::ScoreMlp::backward");
+    check_params(g, D, "hax::attn::ScoreMlp::backward (grads)");
+    core::require(rows.extent_int(0) == B && ds.extent_int(0) == B && ds.extent_int(1) == R,
+                  "hax::attn::ScoreMlp::backward", "rows (", rows.extent(0), ", ", R, ") and ds (",
+                  ds.extent(0), ", ", ds.extent(1), ") must both be (B, R) with B = ", B);
+    auto const g1 = uninitialized_view<T***>(space, "hax::attn::score_mlp::g1", B, R, H);  // (B, R, H) dLoss/d(pre-ReLU 1)
+    auto const g2 = uninitialized_view<T***>(space, "hax::attn::score_mlp::g2", B, R, H);  // (B, R, H) dLoss/d(pre-ReLU 2)
+    auto const w2 = p.w2, w3 = p.w3;
+    auto const h1 = s.h1, h2 = s.h2;
+    Kokkos::parallel_for(
+        "hax::attn::ScoreMlp::backward::rows",
+        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, R}),
+        KOKKOS_LAMBDA(int b, int a) {
+          int const j = rows(b, a);
+          if (j < 0) {
+            for (int o = 0; o < H; ++o) { g1(b, a, o) = g2(b, a, o) = T(0); }
+            return;
+          }
+          T const d = ds(b, a);
+          // ReLU passes the gradient where its output is positive.
+          for (int o = 0; o < H; ++o) { g2(b, a, o) = h2(b, j, o) > T(0) ? d * w3(0, o) : T(0); }
+          for (int i = 0; i < H; ++i) {
+            T acc = 0;
+            for (int o = 0; o < H; ++o) { acc += g2(b, a, o) * w2(o, i); }
+            g1(b, a, i) = h1(b, j, i) > T(0) ? acc : T(0);
+          }
+        });
+    auto const dw1 = g.w1, dw2 = g.w2, dw3 = g.w3;
+    auto const db1 = g.b1, db2 = g.b2, db3 = g.b3;
+    // dW1(o, i) += Σ_rows g1(o) T(i); column i == D is the bias.
+    Kokkos::parallel_for(
+        "hax::attn::ScoreMlp::backward::w1",
+        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {H, D + 1}),
+        KOKKOS_LAMBDA(int o, int i) {
+          T acc = 0;
+          for (int b = 0; b < B; ++b) {
+            for (int a = 0; a < R; ++a) {
+              int const j = rows(b, a);
+              if (j >= 0) { acc += g1(b, a, o) * (i < D ? feat(b, j, i) : T(1)); }
+            }
+          }
+          if (i < D) {
+            dw1(o, i) += acc;
+          } else {
+            db1(o) += acc;
+          }
+        });
+    Kokkos::parallel_for(
+        "hax::attn::ScoreMlp::backward::w2",
+        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {H, H + 1}),
+        KOKKOS_LAMBDA(int o, int i) {
+          T acc = 0;
+          for (int b = 0; b < B; ++b) {
+            for (int a = 0; a < R; ++a) {
+              int const j = rows(b, a);
+              if (j >= 0) { acc += g2(b, a, o) * (i < H ? h1(b, j, i) : T(1)); }
+            }
+          }
+          if (i < H) {
+            dw2(o, i) += acc;
+          } else {
+            db2(o) += acc;
+          }
+        });
+    Kokkos::parallel_for(
+        "hax::attn::ScoreMlp::backward::w3", Kokkos::RangePolicy<Space>(space, 0, H + 1),
+        KOKKOS_LAMBDA(int i) {
+          T acc = 0;
+          for (int b = 0; b < B; ++b) {
+            for (int a = 0; a < R; ++a) {
+              int const j = rows(b, a);
+              if (j >= 0) { acc += ds(b, a) * (i < H ? h2(b, j, i) : T(1)); }
+            }
+          }
+          if (i < H) {
+            dw3(0, i) += acc;
+          } else {
+            db3(0) += acc;
+          }
+        });
+  }
+
+ private:
+  static void check_params(Params const& p, int D, char const* op) {
+    int const H = p.w1.extent_int(0);
+    core::require(p.w1.extent_int(1) == D && p.b1.extent_int(0) == H && p.w2.extent_int(0) == H &&
+                      p.w2.extent_int(1) == H && p.b2.extent_int(0) == H &&
+                      p.w3.extent_int(0) == 1 && p.w3.extent_int(1) == H && p.b3.extent_int(0) == 1,
+                  op, "parameters must be w1 (H, D), b1 (H), w2 (H, H), b2 (H), w3 (1, H), b3 (1) "
+                      "with D = ", D, " (feat extent 2); got w1 (", p.w1.extent(0), ", ",
+                  p.w1.extent(1), "), w2 (", p.w2.extent(0), ", ", p.w2.extent(1), "), w3 (",
+                  p.w3.extent(0), ", ", p.w3.extent(1), ")");
+  }
+};
+
+}  // namespace hax::attn
