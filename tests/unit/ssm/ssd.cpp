@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: MIT
+#include <hax/core/error.hpp>
+#include <hax/reference/ssm/ssd.hpp>
+#include <hax/ssm/ssd.hpp>
+
+#include <catch2/catch_template_test_macros.hpp>
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "support/compare.hpp"
+#include "support/gradcheck.hpp"
+#include "support/test_space.hpp"
+
+namespace {
+
+using hax::test::test_memory_space;
+using hax::test::test_space;
+using Mem = test_memory_space;
+
+template <class T>
+using view1 = Kokkos::View<T*, Kokkos::LayoutRight, Mem>;
+template <class T>
+using view2 = Kokkos::View<T**, Kokkos::LayoutRight, Mem>;
+template <class T>
+using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
+template <class T>
+using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
+
+/// A random problem with A < 0 and dt around softplus's knee, as Mamba-2 has them.
+template <class T>
+hax::reference::ssm::SsdProblem<T> random_problem(std::size_t B, std::size_t L, std::size_t H,
+                                                  std::size_t P, std::size_t N,
+                                                  std::uint64_t seed) {
+  using hax::test::random_vector;
+  hax::reference::ssm::SsdProblem<T> q{B, L, H, P, N};
+  auto cast = [](std::vector<double> const& v) { return std::vector<T>(v.begin(), v.end()); };
+  q.x = cast(random_vector(B * L * H * P, seed + 1));
+  q.dt = cast(random_vector(B * L * H, seed + 2, -2.0, 1.0));
+  q.dt_bias = cast(random_vector(H, seed + 3, -1.0, 0.5));
+  q.A = cast(random_vector(H, seed + 4, -1.5, -0.1));
+  q.Bm = cast(random_vector(B * L * N, seed + 5));
+  q.Cm = cast(random_vector(B * L * N, seed + 6));
+  q.Dskip = cast(random_vector(H, seed + 7));
+  return q;
+}
+
+template <class V, class T>
+void upload(V const& v, std::vector<T> const& x) {
+  hax::test::from_vector(v, std::vector<double>(x.begin(), x.end()));
+}
+
+template <class T>
+struct DeviceProblem {
+  view4<T> x;                   // (B, L, H, P)
+  view3<T> dt;                  // (B, L, H)
+  view1<T> dt_bias, A, Dskip;   // (H)
+  view3<T> Bm, Cm;              // (B, L, N)
+
+  explicit DeviceProblem(hax::reference::ssm::SsdProblem<T> const& q)
+      : x("x", q.B, q.L, q.H, q.P), dt("dt", q.B, q.L, q.H), dt_bias("dt_bias", q.H),
+        A("A", q.H), Dskip("Dskip", q.H), Bm("Bm", q.B, q.L, q.N), Cm("Cm", q.B, q.L, q.N) {
+    upload(x, q.x);
+    upload(dt, q.dt);
+    upload(dt_bias, q.dt_bias);
+    upload(A, q.A);
+    upload(Dskip, q.Dskip);
+    upload(Bm, q.Bm);
+    upload(Cm, q.Cm);
+  }
+  hax::ssm::SsdInputs<T, Mem> inputs() const { return {x, dt, dt_bias, A, Bm, Cm, Dskip}; }
+};
+
+template <class T>
+hax::ssm::SsdGrads<T, Mem> make_grads(std::size_t B, std::size_t L, std::size_t H, std::size_t P,
+                                      std::size_t N) {
+  return {view4<T>("dx", B, L, H, P), view3<T>("ddt", B, L, H), view1<T>("ddt_bias", H),
+          view1<T>("dA", H),          view3<T>("dB", B, L, N),  view3<T>("dC", B, L, N),
+          view1<T>("dD", H)};
+}
+
+template <class T>
+std::vector<double> as_double(std::vector<T> const& x) {
+  return std::vector<double>(x.begin(), x.end());
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("ssd: chunked forward and backward match the sequential reference",
+                   "[ssm][ssd]", float, double) {
+  using T = TestType;
+  auto const L = GENERATE(1, 7, 100);
+  auto const chunk = GENERATE(1, 3, 16, 64, 100, 257);
+  CAPTURE(L, chunk);
+  std::size_t const B = 2, H = 3, P = 4, N = 5;
+  auto const q = random_problem<T>(B, L, H, P, N, 200 + L);
+  auto const dyh = hax::test::random_vector(B * L * H * P, 9);
+  test_space space;
+  DeviceProblem<T> dev(q);
+  view4<T> y("y", B, L, H, P);   // (B, L, H, P)
+  view4<T> dy("dy", B, L, H, P);
+  hax::test::from_vector(dy, dyh);
+  auto const saved = hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
+  CHECK(saved.chunk_states.extent_int(2) == (static_cast<int>(L) + chunk - 1) / chunk);
+  auto g = make_grads<T>(B, L, H, P, N);
+  auto const dbias0 = hax::test::fill_random(g.ddt_bias, 11);  // accumulated into
+  auto const dA0 = hax::test::fill_random(g.dA, 12);
+  auto const dD0 = hax::test::fill_random(g.dD, 13);
+  hax::test::fill_random(g.dx, 14);  // overwritten
+  hax::test::fill_random(g.ddt, 15);
+  hax::test::fill_random(g.dB, 16);
+  hax::ssm::ssd_backward(space, dev.inputs(), saved, dy, g);
+  space.fence();
+
+  std::vector<T> dyT(dyh.begin(), dyh.end());
+  auto const yref = hax::reference::ssm::ssd_forward(q);
+  auto const gref = hax::reference::ssm::ssd_backward(q, dyT);
+  using tol = hax::test::tolerance<T>;
+  REQUIRE(hax::test::max_abs(as_double(yref)) > 0.1);
+  hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
+  hax::test::check_close(hax::test::to_vector(g.dx), as_double(gref.dx), tol::rtol, tol::atol, "dx");
+  hax::test::check_close(hax::test::to_vector(g.ddt), as_double(gref.ddt), tol::rtol, tol::atol,
+                         "ddt");
+  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol, "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol, "dC");
+  auto plus = [](std::vector<double> a, std::vector<T> const& b) {
+    for (std::size_t i = 0; i < a.size(); ++i) { a[i] += static_cast<double>(b[i]); }
+    return a;
+  };
+  hax::test::check_close(hax::test::to_vector(g.ddt_bias), plus(dbias0, gref.ddt_bias), tol::rtol,
+                         tol::atol, "ddt_bias");
+  hax::test::check_close(hax::test::to_vector(g.dA), plus(dA0, gref.dA), tol::rtol, tol::atol, "dA");
+  hax::test::check_close(hax::test::to_vector(g.dD), plus(dD0, gref.dD), tol::rtol, tol::atol, "dD");
+}
+
+TEMPLATE_TEST_CASE("ssd: step mode equals the parallel forward", "[ssm][ssd]", float, double) {
+  using T = TestType;
+  std::size_t const B = 2, L = 11, H = 2, P = 3, N = 5;
+  auto const q = random_problem<T>(B, L, H, P, N, 51);
+  DeviceProblem<T> dev(q);
+  test_space space;
+  view4<T> yfull("y", B, L, H, P);
+  hax::ssm::ssd_forward(space, dev.inputs(), yfull, hax::ssm::ChunkBoundaries{4});
+  view4<T> state("state", B, H, P, N);  // (B, H, P, N), zero
+  view3<T> xt("x_t", B, H, P), yt("y_t", B, H, P);
+  view2<T> dtt("dt_t", B, H), bt("B_t", B, N), ct("C_t", B, N);
+  std::vector<double> ystep(B * L * H * P);
+  for (std::size_t t = 0; t < L; ++t) {
+    Kokkos::deep_copy(space, xt, Kokkos::subview(dev.x, Kokkos::ALL, t, Kokkos::ALL, Kokkos::ALL));
+    Kokkos::deep_copy(space, dtt, Kokkos::subview(dev.dt, Kokkos::ALL, t, Kokkos::ALL));
+    Kokkos::deep_copy(space, bt, Kokkos::subview(dev.Bm, Kokkos::ALL, t, Kokkos::ALL));
+    Kokkos::deep_copy(space, ct, Kokkos::subview(dev.Cm, Kokkos::ALL, t, Kokkos::ALL));
+    hax::ssm::ssd_step(space, state, xt, dtt, dev.dt_bias, dev.A, bt, ct, dev.Dskip, yt);
+    space.fence();
+    auto const y = hax::test::to_vector(yt);
+    for (std::size_t b = 0; b < B; ++b) {
+      for (std::size_t i = 0; i < H * P; ++i) { ystep[(b * L + t) * H * P + i] = y[b * H * P + i]; }
+    }
+  }
+  using tol = hax::test::tolerance<T>;
+  hax::test::check_close(ystep, hax::test::to_vector(yfull), tol::rtol, tol::atol,
+                         "y step vs parallel");
+}
+
+TEST_CASE("ssd: finite-difference gradients in double", "[ssm][ssd]") {
+  std::size_t const B = 2, L = 9, H = 2, P = 3, N = 4;
+  int const chunk = 4;  // two full chunks and a partial one
+  auto const q = random_problem<double>(B, L, H, P, N, 61);
+  auto const dyh = hax::test::random_vector(B * L * H * P, 62);
+  test_space space;
+  DeviceProblem<double> dev(q);
+  view4<double> y("y", B, L, H, P), dy("dy", B, L, H, P);
+  hax::test::from_vector(dy, dyh);
+  auto const saved = hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
+  auto g = make_grads<double>(B, L, H, P, N);
+  hax::ssm::ssd_backward(space, dev.inputs(), saved, dy, g);
+  space.fence();
+  auto check = [&](auto const& view, auto const& grad, char const* what) {
+    auto const x0 = hax::test::to_vector(view);
+    auto loss = [&](std::vector<double> const& v) {
+      hax::test::from_vector(view, v);
+      view4<double> yq("yq", B, L, H, P);
+      hax::ssm::ssd_forward(space, dev.inputs(), yq, hax::ssm::ChunkBoundaries{chunk});
+      space.fence();
+      auto const yv = hax::test::to_vector(yq);
+      double s = 0;
+      for (std::size_t i = 0; i < yv.size(); ++i) { s += dyh[i] * yv[i]; }
+      return s;
+    };
+    hax::test::check_gradient(x0, hax::test::to_vector(grad), loss, what);
+    hax::test::from_vector(view, x0);
+  };
+  check(dev.x, g.dx, "dx");
+  check(dev.dt, g.ddt, "ddt");
+  check(dev.dt_bias, g.ddt_bias, "ddt_bias");
+  check(dev.A, g.dA, "dA");
+  check(dev.Bm, g.dB, "dB");
+  check(dev.Cm, g.dC, "dC");
+  check(dev.Dskip, g.dD, "dD");
+}
+
+TEST_CASE("ssd: bad shapes throw hax::invalid_argument naming the op", "[ssm][ssd]") {
+  using Catch::Matchers::ContainsSubstring;
+  auto const q = random_problem<float>(2, 5, 2, 3, 4, 71);
+  DeviceProblem<float> dev(q);
+  test_space space;
+  view4<float> y("y", 2, 5, 2, 3);
+  auto in = dev.inputs();
+  SECTION("dt with the wrong number of heads") {
+    in.dt = view3<float>("dt", 2, 5, 3);
+    CHECK_THROWS_WITH(hax::ssm::ssd_forward(space, in, y),
+                      ContainsSubstring("hax::ssm::ssd_forward") &&
+                          ContainsSubstring("(2, 5, 3)") && ContainsSubstring("(2, 5, 2, 3)"));
+  }
+  SECTION("C with another state size than B") {
+    in.Cm = view3<float>("Cm", 2, 5, 6);
+    CHECK_THROWS_WITH(hax::ssm::ssd_forward(space, in, y),
+                      ContainsSubstring("(2, 5, 6)") && ContainsSubstring("(2, 5, 4)"));
+  }
+  SECTION("y with the wrong head dim") {
+    view4<float> y_bad("y", 2, 5, 2, 4);
+    CHECK_THROWS_AS(hax::ssm::ssd_forward(space, in, y_bad), hax::invalid_argument);
+  }
+  SECTION("chunk 0") {
+    CHECK_THROWS_WITH(hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{0}),
+                      ContainsSubstring("chunk"));
+  }
+  SECTION("backward with saved states of another chunk") {
+    auto saved = hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{2});
+    saved.chunk = 4;
+    auto g = make_grads<float>(2, 5, 2, 3, 4);
+    CHECK_THROWS_WITH(hax::ssm::ssd_backward(space, in, saved, y, g),
+                      ContainsSubstring("hax::ssm::ssd_backward") &&
+                          ContainsSubstring("chunk_states"));
+  }
+  SECTION("step with a mismatched state") {
+    view4<float> state("state", 2, 2, 3, 5);
+    view3<float> xt("x", 2, 2, 3);
+    view2<float> dtt("dt", 2, 2), bt("b", 2, 4);
+    CHECK_THROWS_WITH(hax::ssm::ssd_step(space, state, xt, dtt, in.dt_bias, in.A, bt, bt, in.Dskip,
+                                         xt),
+                      ContainsSubstring("hax::ssm::ssd_step"));
+  }
+}
