@@ -8,8 +8,13 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/finite.hpp>
 #include <hax/core/random.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/cross_entropy.hpp>
 #include <hax/nn/embedding.hpp>
+#include <hax/nn/init.hpp>
 #include <hax/nn/linear.hpp>
+#include <hax/nn/parameters.hpp>
+#include <hax/optim/adamw.hpp>
+#include <hax/optim/schedule.hpp>
