@@ -18,3 +18,6 @@
 #include <hax/nn/parameters.hpp>
 #include <hax/optim/adamw.hpp>
 #include <hax/optim/schedule.hpp>
+#include <hax/ssm/policy.hpp>
+#include <hax/ssm/selective_scan.hpp>
+#include <hax/ssm/ssd.hpp>
