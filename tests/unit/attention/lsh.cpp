@@ -165,6 +165,16 @@ TEST_CASE("LSH plan end to end (transform, hash, bucketing) matches the referenc
   auto const ref = as_double(hax::reference::attn::lsh_candidates(rq, rk, B, L, kprime));
   hax::test::check_close(hax::test::to_vector(idx_sort), ref, 0.0, 0.0, "idx (sort)");
   hax::test::check_close(hax::test::to_vector(idx_count), ref, 0.0, 0.0, "idx (count)");
+  v3<int> idx_plan("idx_plan", B, L, kprime);
+  if (sign_bit) {
+    hax::attn::lsh_plan(space, semantics, hax::attn::make_sign_bit_hash(w), hax::attn::BucketCount{},
+                        q, k, idx_plan);
+  } else {
+    hax::attn::lsh_plan(space, semantics, hax::attn::make_argmax_hash(w), hax::attn::BucketSort{}, q,
+                        k, idx_plan);
+  }
+  space.fence();
+  hax::test::check_close(hax::test::to_vector(idx_plan), ref, 0.0, 0.0, "idx (lsh_plan)");
 }
 
 TEST_CASE("LSH bucketing rejects bad input", "[attention][lsh]") {

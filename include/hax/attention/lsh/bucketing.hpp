@@ -198,6 +198,28 @@ void lsh_bucketing(Space const& space, BucketCount, BQ const& bucket_q, BK const
       });
 }
 
+/// The whole LSH plan step of one layer: buckets of q and k (B, L, N) under `semantics` and
+/// `hash`, then the candidate lists idx (B, L, k') by `algo` (BucketSort or BucketCount).
+/// Allocates (B, L, N) and 2·(B, L) temporaries on `space`. Asynchronous on `space`.
+template <execution_space Space, bucketing_algorithm Algo, class Hash, class Q, class K, class Idx>
+  requires(view_accessible_from<Q, Space> && view_accessible_from<K, Space> &&
+           view_accessible_from<Idx, Space>)
+void lsh_plan(Space const& space, PlanSemantics semantics, Hash const& hash, Algo algo, Q const& q,
+              K const& k, Idx const& idx) {
+  static_assert(Q::rank() == 3 && K::rank() == 3 && Idx::rank() == 3,
+                "hax::attn::lsh_plan: q, k must be (B, L, N) and idx (B, L, k')");
+  core::require(q.extent(0) == k.extent(0) && q.extent(1) == k.extent(1) &&
+                    q.extent(2) == k.extent(2),
+                "hax::attn::lsh_plan", "q (", q.extent(0), ", ", q.extent(1), ", ", q.extent(2),
+                ") and k (", k.extent(0), ", ", k.extent(1), ", ", k.extent(2),
+                ") must have the same shape");
+  auto const bq = uninitialized_view<int**>(space, "hax::attn::lsh_bucket_q", q.extent(0), q.extent(1));  // (B, L)
+  auto const bk = uninitialized_view<int**>(space, "hax::attn::lsh_bucket_k", k.extent(0), k.extent(1));  // (B, L)
+  lsh_buckets(space, semantics, hash, q, bq);
+  lsh_buckets(space, semantics, hash, k, bk);
+  lsh_bucketing(space, algo, bq, bk, hash.num_buckets(), idx);
+}
+
 /// Overload on the default instance of idx's execution space.
 template <bucketing_algorithm Algo, class BQ, class BK, class Idx>
 void lsh_bucketing(Algo algo, BQ const& bucket_q, BK const& bucket_k, int num_buckets,
