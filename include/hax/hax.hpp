@@ -11,11 +11,15 @@
 #include <hax/core/finite.hpp>
 #include <hax/core/random.hpp>
 #include <hax/core/views.hpp>
+#include <hax/nn/activation.hpp>
+#include <hax/nn/conv1d.hpp>
 #include <hax/nn/cross_entropy.hpp>
+#include <hax/nn/elementwise.hpp>
 #include <hax/nn/embedding.hpp>
 #include <hax/nn/init.hpp>
 #include <hax/nn/linear.hpp>
 #include <hax/nn/parameters.hpp>
+#include <hax/nn/rms_norm.hpp>
 #include <hax/optim/adamw.hpp>
 #include <hax/optim/schedule.hpp>
 #include <hax/ssm/policy.hpp>

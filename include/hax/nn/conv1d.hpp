@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// Causal depthwise conv1d over (B, L, C) LayoutRight activations, as Mamba's conv1d:
+/// y(b,t,c) = bias(c) + Σ_{k<K} w(c,k) · x(b, t−K+1+k, c), zeros before t = 0 (PyTorch
+/// Conv1d(groups=C, padding=K−1) truncated to L; its weight (C, 1, K) is stored here as (C, K)).
+/// An optional pad mask (B, L) zeroes x before the conv (x ·= mask, as the reference does), and
+/// the conv1d_silu_* variants fuse the SiLU the models always apply after the conv (the backward
+/// recomputes the pre-activation instead of saving it). Derivation: docs/math/conv1d.md.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <hax/core/concepts.hpp>
+#include <hax/core/dispatch.hpp>
+#include <hax/core/error.hpp>
+#include <hax/nn/activation.hpp>
+#include <hax/nn/impl/elementwise_shape.hpp>
+
+namespace hax::nn {
+
+/// Largest conv width the kernels support (the window lives in registers); the models use 4.
+inline constexpr int kMaxConvWidth = 8;
+
+namespace impl {
+
+/// Positions per work item: each (batch, chunk, channel) work item slides its window of K inputs
+/// along kConvChunk positions, so every input is read about once (plus K−1 halo reads per chunk).
+inline constexpr int kConvChunk = 128;
+
+/// Checks shared by the forward and the backward; `act` names the activation tensor (y or dy).
+template <class X, class W, class Bias, class M, class Y>
+void conv1d_check(char const* op, X const& x, W const& w, Bias const& bias, M const& maybe_mask,
+                  char const* act_name, Y const& act) {
+  require_same_dims(op, "x", x, act_name, act);
+  core::require(w.extent(0) == x.extent(2), op, "w ", dims_of(w),
+                " must be (C, K) with C the channels of x ", dims_of(x));
+  core::require(w.extent(1) >= 1 && w.extent_int(1) <= kMaxConvWidth, op, "w ", dims_of(w),
+                ": the width K must be in [1, ", kMaxConvWidth, "]");
+  core::require(bias.extent(0) == x.extent(2), op, "bias ", dims_of(bias),
+                " needs one entry per channel of x ", dims_of(x));
+  core::require(!maybe_mask.is_allocated() ||
+                    (maybe_mask.extent(0) == x.extent(0) && maybe_mask.extent(1) == x.extent(1)),
+                op, "maybe_mask ", dims_of(maybe_mask), " must be empty or (B, L) of x ",
+                dims_of(x));
+}
+
+/// x(b, t, c), zeroed at pad positions when kMask (nonzero mask = real token).
+template <bool kMask, class X, class M>
+KOKKOS_INLINE_FUNCTION typename X::non_const_value_type masked_input(X const& x, M const& mask,
+                                                                     int b, int t, int c) {
+  if constexpr (kMask) {
+    return mask(b, t) != 0 ? x(b, t, c) : typename X::non_const_value_type(0);
+  } else {
+    return x(b, t, c);
+  }
+}
+
+/// Forward: work item (b, chunk, c) slides the window win[k] = xm(b, t−K+1+k, c) along t.
+template <bool kSilu, bool kMask, class Space, class X, class W, class Bias, class M, class Y>
+void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias const& bias,
+                           M const& mask, Y const& y) {
+  using value_type = typename Y::non_const_value_type;
+  int const L = x.extent_int(1);
+  int const C = x.extent_int(2);
+  int const K = w.extent_int(1);
+  int const chunks = (L + kConvChunk - 1) / kConvChunk;
+  Kokkos::parallel_for(
+      kSilu ? "hax::nn::conv1d_silu_forward" : "hax::nn::conv1d_forward",
+      policy_bld<Space>(space, {0, 0, 0}, {x.extent_int(0), chunks, C}),
+      KOKKOS_LAMBDA(int b, int ch, int c) {
+        int const begin = ch * kConvChunk;
+        int const end = begin + kConvChunk < L ? begin + kConvChunk : L;
+        value_type wc[kMaxConvWidth];   // (K) this channel's taps
+        value_type win[kMaxConvWidth];  // (K) xm(t−K+1 .. t)
+        for (int k = 0; k < K; ++k) {
+          wc[k] = w(c, k);
+        }
+        for (int k = 0; k + 1 < K; ++k) {  // the causal halo; zeros before t = 0
+          int const s = begin - K + 1 + k;
+          win[k] = s >= 0 ? masked_input<kMask>(x, mask, b, s, c) : value_type(0);
+        }
+        value_type const bc = bias(c);
+        for (int t = begin; t < end; ++t) {
+          win[K - 1] = masked_input<kMask>(x, mask, b, t, c);
+          value_type pre = bc;
+          for (int k = 0; k < K; ++k) {
+            pre += wc[k] * win[k];
+          }
+          if constexpr (kSilu) {
+            y(b, t, c) = silu(pre);
+          } else {
+            y(b, t, c) = pre;
+          }
+          for (int k = 0; k + 1 < K; ++k) {
+            win[k] = win[k + 1];
+          }
+        }
+      });
+}
+
+/// Backward: work item (b, chunk, c) owns dx(b, s, c) for s in its chunk. Walking t upward from
+/// the chunk start, g(t) = dy(t) (· silu'(pre(t)) when kSilu, pre recomputed from the window)
+/// is scattered to dx(t−K+1 .. t) through a window of K partial sums; the oldest one is complete
+/// once t has passed it by K−1 (dx(s) = Σ_k w(k) g(s+K−1−k)), and is written then. t runs K−1
+/// past the chunk end to finish its last positions; dw and dbias take only t inside the chunk,
+/// summed in registers and added with one atomic per tap and chunk.
+template <bool kSilu, bool kMask, class Space, class DY, class X, class W, class Bias, class M,
+          class DX, class DW, class DB>
+void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W const& w,
+                            Bias const& bias, M const& mask, DX const& dx, DW const& dw,
+                            DB const& dbias) {
+  using value_type = typename DX::non_const_value_type;
+  int const L = x.extent_int(1);
+  int const C = x.extent_int(2);
+  int const K = w.extent_int(1);
+  int const chunks = (L + kConvChunk - 1) / kConvChunk;
+  Kokkos::parallel_for(
+      kSilu ? "hax::nn::conv1d_silu_backward" : "hax::nn::conv1d_backward",
+      policy_bld<Space>(space, {0, 0, 0}, {x.extent_int(0), chunks, C}),
+      KOKKOS_LAMBDA(int b, int ch, int c) {
+        int const begin = ch * kConvChunk;
+        int const end = begin + kConvChunk < L ? begin + kConvChunk : L;
+        int const stop = end + K - 1 < L ? end + K - 1 : L;  // one past the last t needed
+        value_type wc[kMaxConvWidth];    // (K) taps
+        value_type win[kMaxConvWidth];   // (K) xm(t−K+1 .. t)
+        value_type part[kMaxConvWidth];  // (K) partial dx(t−K+1 .. t)
+        value_type dw_acc[kMaxConvWidth];  // (K) this chunk's share of dw(c, :)
+        value_type db_acc = 0;
+        for (int k = 0; k < K; ++k) {
+          wc[k] = w(c, k);
+          part[k] = 0;
+          dw_acc[k] = 0;
+        }
+        for (int k = 0; k + 1 < K; ++k) {
+          int const s = begin - K + 1 + k;
+          win[k] = s >= 0 ? masked_input<kMask>(x, mask, b, s, c) : value_type(0);
+        }
+        value_type const bc = bias(c);
+        auto write_dx = [&](int s, value_type v) {
+          if (s >= begin && s < end) {
+            if constexpr (kMask) {
+              dx(b, s, c) = mask(b, s) != 0 ? v : value_type(0);  // ∂xm/∂x = mask
+            } else {
+              dx(b, s, c) = v;
+            }
+          }
+        };
+        for (int t = begin; t < stop; ++t) {
+          win[K - 1] = masked_input<kMask>(x, mask, b, t, c);
+          value_type g = dy(b, t, c);
+          if constexpr (kSilu) {
+            value_type pre = bc;
+            for (int k = 0; k < K; ++k) {
+              pre += wc[k] * win[k];
+            }
+            g *= silu_derivative(pre);
+          }
+          // part[k] holds dx(t−K+k) before this step: shift it out (complete) and open t.
+          write_dx(t - K, part[0]);
+          for (int k = 0; k + 1 < K; ++k) {
+            part[k] = part[k + 1];
+          }
+          part[K - 1] = 0;
+          for (int k = 0; k < K; ++k) {
+            part[k] += wc[k] * g;  // y(t) reads xm(t−K+1+k) through w(k)
+          }
+          if (t < end) {
+            db_acc += g;
+            for (int k = 0; k < K; ++k) {
+              dw_acc[k] += g * win[k];
+            }
+          }
+          for (int k = 0; k + 1 < K; ++k) {
+            win[k] = win[k + 1];
+          }
+        }
+        for (int k = 0; k < K; ++k) {  // positions stop−K .. stop−1 have all their terms now
+          write_dx(stop - K + k, part[k]);
+        }
+        for (int k = 0; k < K; ++k) {
+          Kokkos::atomic_add(&dw(c, k), dw_acc[k]);
+        }
+        Kokkos::atomic_add(&dbias(c), db_acc);
+      });
+}
+
+}  // namespace impl
+
+/// Causal depthwise conv1d forward (no activation).
+/// \param space [in] execution-space instance; asynchronous on it.
+/// \param x [in] (B, L, C). \param w [in] (C, K), K ≤ kMaxConvWidth. \param bias [in] (C).
+/// \param maybe_mask [in] (B, L) pad mask (nonzero = real token; any arithmetic type) or an
+///        empty View. Pad positions' inputs are zeroed before the conv; their outputs are still
+///        written (bias plus earlier real inputs), as in the reference.
+/// \param y [out] (B, L, C), overwritten; must not alias x.
+/// Saved for backward: x (and the mask).
+template <execution_space Space, class X, class W, class Bias, class M, class Y>
+  requires(view_accessible_from<X, Space> && view_accessible_from<W, Space> &&
+           view_accessible_from<Bias, Space> && view_accessible_from<M, Space> &&
+           view_accessible_from<Y, Space>)
+void conv1d_forward(Space const& space, X const& x, W const& w, Bias const& bias,
+                    M const& maybe_mask, Y const& y) {
+  static_assert(X::rank() == 3 && Y::rank() == 3 && W::rank() == 2 && Bias::rank() == 1 &&
+                    M::rank() == 2,
+                "hax::nn::conv1d_forward: x, y (B, L, C), w (C, K), bias (C), maybe_mask (B, L)");
+  impl::conv1d_check("hax::nn::conv1d_forward", x, w, bias, maybe_mask, "y", y);
+  core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
+    impl::conv1d_forward_kernel<false, kMask>(space, x, w, bias, maybe_mask, y);
+  });
+}
+
+/// Overload on the default instance of y's execution space.
+template <class X, class W, class Bias, class M, class Y>
+void conv1d_forward(X const& x, W const& w, Bias const& bias, M const& maybe_mask, Y const& y) {
+  conv1d_forward(typename Y::execution_space{}, x, w, bias, maybe_mask, y);
+}
+
+/// Causal depthwise conv1d backward: dx written (zero at pad positions), dw and dbias
+/// accumulated (+=, one atomic per tap, channel and chunk of 128 positions: unspecified float
+/// sum order).
+/// \param dy, x [in] (B, L, C). \param w [in] (C, K). \param bias [in] (C), only for its shape.
+/// \param maybe_mask [in] (B, L) or empty, as in the forward.
+/// \param dx [out] (B, L, C), must not alias dy or x. \param dw [in,out] (C, K).
+/// \param dbias [in,out] (C).
+template <execution_space Space, class DY, class X, class W, class Bias, class M, class DX,
+          class DW, class DB>
+  requires(view_accessible_from<DY, Space> && view_accessible_from<X, Space> &&
+           view_accessible_from<W, Space> && view_accessible_from<Bias, Space> &&
+           view_accessible_from<M, Space> && view_accessible_from<DX, Space> &&
+           view_accessible_from<DW, Space> && view_accessible_from<DB, Space>)
+void conv1d_backward(Space const& space, DY const& dy, X const& x, W const& w, Bias const& bias,
+                     M const& maybe_mask, DX const& dx, DW const& dw, DB const& dbias) {
+  static_assert(DY::rank() == 3 && X::rank() == 3 && DX::rank() == 3 && W::rank() == 2 &&
+                    DW::rank() == 2 && Bias::rank() == 1 && DB::rank() == 1 && M::rank() == 2,
+                "hax::nn::conv1d_backward: dy, x, dx (B, L, C), w, dw (C, K), bias, dbias (C), "
+                "maybe_mask (B, L)");
+  constexpr char const* op = "hax::nn::conv1d_backward";
+  impl::conv1d_check(op, x, w, bias, maybe_mask, "dy", dy);
+  impl::require_same_dims(op, "x", x, "dx", dx);
+  impl::require_same_dims(op, "w", w, "dw", dw);
+  impl::require_same_dims(op, "bias", bias, "dbias", dbias);
+  core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
+    impl::conv1d_backward_kernel<false, kMask>(space, dy, x, w, bias, maybe_mask, dx, dw, dbias);
+  });
+}
+
+/// Overload on the default instance of dx's execution space.
+template <class DY, class X, class W, class Bias, class M, class DX, class DW, class DB>
+void conv1d_backward(DY const& dy, X const& x, W const& w, Bias const& bias, M const& maybe_mask,
+                     DX const& dx, DW const& dw, DB const& dbias) {
+  conv1d_backward(typename DX::execution_space{}, dy, x, w, bias, maybe_mask, dx, dw, dbias);
+}
+
+/// Fused causal depthwise conv1d + SiLU forward: y = silu(conv1d(x)). Same arguments as
+/// conv1d_forward. Saved for backward: x only; the pre-activation is recomputed there (K
+/// multiply-adds per element, cheaper than writing and re-reading a (B, L, C) tensor).
+template <execution_space Space, class X, class W, class Bias, class M, class Y>
+  requires(view_accessible_from<X, Space> && view_accessible_from<W, Space> &&
+           view_accessible_from<Bias, Space> && view_accessible_from<M, Space> &&
+           view_accessible_from<Y, Space>)
+void conv1d_silu_forward(Space const& space, X const& x, W const& w, Bias const& bias,
+                         M const& maybe_mask, Y const& y) {
+  static_assert(X::rank() == 3 && Y::rank() == 3 && W::rank() == 2 && Bias::rank() == 1 &&
+                    M::rank() == 2,
+                "hax::nn::conv1d_silu_forward: x, y (B, L, C), w (C, K), bias (C), "
+                "maybe_mask (B, L)");
+  impl::conv1d_check("hax::nn::conv1d_silu_forward", x, w, bias, maybe_mask, "y", y);
+  core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
+    impl::conv1d_forward_kernel<true, kMask>(space, x, w, bias, maybe_mask, y);
+  });
+}
+
+/// Overload on the default instance of y's execution space.
+template <class X, class W, class Bias, class M, class Y>
+void conv1d_silu_forward(X const& x, W const& w, Bias const& bias, M const& maybe_mask,
+                         Y const& y) {
+  conv1d_silu_forward(typename Y::execution_space{}, x, w, bias, maybe_mask, y);
+}
+
+/// Backward of the fused conv1d + SiLU: dx written (zero at pad positions), dw and dbias
+/// accumulated (+=). Needs bias (unlike conv1d_backward) to recompute the pre-activation.
+/// Arguments as conv1d_backward.
+template <execution_space Space, class DY, class X, class W, class Bias, class M, class DX,
+          class DW, class DB>
+  requires(view_accessible_from<DY, Space> && view_accessible_from<X, Space> &&
+           view_accessible_from<W, Space> && view_accessible_from<Bias, Space> &&
+           view_accessible_from<M, Space> && view_accessible_from<DX, Space> &&
+           view_accessible_from<DW, Space> && view_accessible_from<DB, Space>)
+void conv1d_silu_backward(Space const& space, DY const& dy, X const& x, W const& w,
+                          Bias const& bias, M const& maybe_mask, DX const& dx, DW const& dw,
+                          DB const& dbias) {
+  static_assert(DY::rank() == 3 && X::rank() == 3 && DX::rank() == 3 && W::rank() == 2 &&
+                    DW::rank() == 2 && Bias::rank() == 1 && DB::rank() == 1 && M::rank() == 2,
+                "hax::nn::conv1d_silu_backward: dy, x, dx (B, L, C), w, dw (C, K), bias, dbias "
+                "(C), maybe_mask (B, L)");
+  constexpr char const* op = "hax::nn::conv1d_silu_backward";
+  impl::conv1d_check(op, x, w, bias, maybe_mask, "dy", dy);
+  impl::require_same_dims(op, "x", x, "dx", dx);
+  impl::require_same_dims(op, "w", w, "dw", dw);
+  impl::require_same_dims(op, "bias", bias, "dbias", dbias);
+  core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
+    impl::conv1d_backward_kernel<true, kMask>(space, dy, x, w, bias, maybe_mask, dx, dw, dbias);
+  });
+}
+
+/// Overload on the default instance of dx's execution space.
+template <class DY, class X, class W, class Bias, class M, class DX, class DW, class DB>
+void conv1d_silu_backward(DY const& dy, X const& x, W const& w, Bias const& bias,
+                          M const& maybe_mask, DX const& dx, DW const& dw, DB const& dbias) {
+  conv1d_silu_backward(typename DX::execution_space{}, dy, x, w, bias, maybe_mask, dx, dw, dbias);
+}
+
+}  // namespace hax::nn
