@@ -201,37 +201,39 @@ SsdSaved<T, Mem> ssd_forward(Space const& space, SsdInputs<T, Mem> const& in,
   auto const states = saved.chunk_states;
   Kokkos::parallel_for(
       "hax::ssm::ssd_forward_chunk_states",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<5>>(space, {0, 0, 0, 0, 0},
-                                                    {B, H, n_chunks, P, N}),
-      KOKKOS_LAMBDA(int b, int h, int c, int p, int n) {
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<4>>(space, {0, 0, 0, 0}, {B, H, n_chunks, P}),
+      KOKKOS_LAMBDA(int b, int h, int c, int p) {
         int const cs = c * chunk;
         int const last = Kokkos::min(cs + chunk, L) - 1;
         T const a_last = acs(b, last, h);
-        T s = T(0);
-        for (int j = cs; j <= last; ++j) {
-          s += Kokkos::exp(a_last - acs(b, j, h)) * dtv(b, j, h) * x(b, j, h, p) * Bm(b, j, n);
+        for (int n = 0; n < N; ++n) { states(b, h, c, p, n) = T(0); }
+        for (int j = cs; j <= last; ++j) {  // one exp per (j, p), reused for every n
+          T const wj = Kokkos::exp(a_last - acs(b, j, h)) * dtv(b, j, h) * x(b, j, h, p);
+          for (int n = 0; n < N; ++n) { states(b, h, c, p, n) += wj * Bm(b, j, n); }
         }
-        states(b, h, c, p, n) = s;
       });
   // ... then the recurrence over chunks turns them into the state at each chunk's start.
   impl::ssd_chunk_pass(space, acs, chunk, false, states);
 
   Kokkos::parallel_for(
       "hax::ssm::ssd_forward_output",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<4>>(space, {0, 0, 0, 0}, {B, L, H, P}),
-      KOKKOS_LAMBDA(int b, int t, int h, int p) {
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, H}),
+      KOKKOS_LAMBDA(int b, int t, int h) {
         int const c = t / chunk;
         int const cs = c * chunk;
         T const at = acs(b, t, h);
-        // intra-chunk: the causal, decay-masked quadratic form (C Bᵀ ⊙ L) (dt x)
-        T acc = T(0);
-        for (int j = cs; j <= t; ++j) {
-          acc += cb(b, t, j - cs) * Kokkos::exp(at - acs(b, j, h)) * dtv(b, j, h) * x(b, j, h, p);
+        T const e_t = Kokkos::exp(at);
+        // inter-chunk: the state carried into the chunk, decayed to t, read by C_t; plus the skip
+        for (int p = 0; p < P; ++p) {
+          T inter = T(0);
+          for (int n = 0; n < N; ++n) { inter += states(b, h, c, p, n) * Cm(b, t, n); }
+          y(b, t, h, p) = e_t * inter + Dskip(h) * x(b, t, h, p);
         }
-        // inter-chunk: the state carried into the chunk, decayed to t, read by C_t
-        T inter = T(0);
-        for (int n = 0; n < N; ++n) { inter += states(b, h, c, p, n) * Cm(b, t, n); }
-        y(b, t, h, p) = acc + Kokkos::exp(at) * inter + Dskip(h) * x(b, t, h, p);
+        // intra-chunk: the causal, decay-masked quadratic form (C Bᵀ ⊙ L) (dt x), one exp per j
+        for (int j = cs; j <= t; ++j) {
+          T const wj = cb(b, t, j - cs) * Kokkos::exp(at - acs(b, j, h)) * dtv(b, j, h);
+          for (int p = 0; p < P; ++p) { y(b, t, h, p) += wj * x(b, j, h, p); }
+        }
       });
   return saved;
 }
@@ -334,16 +336,15 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
   // reverse recurrence over chunks gives G(c) = dLoss/dS_end(c).
   Kokkos::parallel_for(
       "hax::ssm::ssd_backward_chunk_adjoints",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<5>>(space, {0, 0, 0, 0, 0},
-                                                    {B, H, n_chunks, P, N}),
-      KOKKOS_LAMBDA(int b, int h, int c, int p, int n) {
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<4>>(space, {0, 0, 0, 0}, {B, H, n_chunks, P}),
+      KOKKOS_LAMBDA(int b, int h, int c, int p) {
         int const cs = c * chunk;
         int const ce = Kokkos::min(cs + chunk, L);
-        T s = T(0);
+        for (int n = 0; n < N; ++n) { G(b, h, c, p, n) = T(0); }
         for (int i = cs; i < ce; ++i) {
-          s += Kokkos::exp(acs(b, i, h)) * dy(b, i, h, p) * Cm(b, i, n);
+          T const wi = Kokkos::exp(acs(b, i, h)) * dy(b, i, h, p);
+          for (int n = 0; n < N; ++n) { G(b, h, c, p, n) += wi * Cm(b, i, n); }
         }
-        G(b, h, c, p, n) = s;
       });
   impl::ssd_chunk_pass(space, acs, chunk, true, G);
 

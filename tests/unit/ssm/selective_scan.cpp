@@ -280,3 +280,36 @@ TEST_CASE("selective scan: bad shapes throw hax::invalid_argument naming the op"
                       ContainsSubstring("hax::ssm::selective_scan_step"));
   }
 }
+
+TEST_CASE("selective scan: any small dimension works (forward and backward vs reference)",
+          "[ssm][selective_scan]") {
+  struct Dims {
+    std::size_t B, L, D, N;
+    int chunk;
+  };
+  auto const dims = GENERATE(Dims{1, 1, 1, 1, 1}, Dims{1, 5, 1, 65, 2}, Dims{3, 4, 7, 2, 3});
+  CAPTURE(dims.B, dims.L, dims.D, dims.N, dims.chunk);
+  auto const p = random_problem<double>(dims.B, dims.L, dims.D, dims.N, 81);
+  auto const dyh = hax::test::random_vector(dims.B * dims.L * dims.D, 82);
+  test_space space;
+  DeviceProblem<double> dev(p);
+  view3<double> y("y", dims.B, dims.L, dims.D), dy("dy", dims.B, dims.L, dims.D);
+  hax::test::from_vector(dy, dyh);
+  auto const saved = hax::ssm::selective_scan_forward(space, dev.inputs(), y,
+                                                      hax::ssm::ChunkBoundaries{dims.chunk});
+  hax::ssm::SelectiveScanGrads<double, Mem> g{
+      view3<double>("du", dims.B, dims.L, dims.D), view3<double>("ddelta", dims.B, dims.L, dims.D),
+      view1<double>("db", dims.D),                 view2<double>("dA", dims.D, dims.N),
+      view3<double>("dB", dims.B, dims.L, dims.N), view3<double>("dC", dims.B, dims.L, dims.N),
+      view1<double>("dD", dims.D)};
+  hax::ssm::selective_scan_backward(space, dev.inputs(), saved, dy, g);
+  space.fence();
+  auto const gref = hax::reference::ssm::selective_scan_backward(p, std::vector<double>(dyh));
+  hax::test::check_close(hax::test::to_vector(y), hax::reference::ssm::selective_scan_forward(p),
+                         1e-10, 1e-12, "y");
+  hax::test::check_close(hax::test::to_vector(g.du), gref.du, 1e-10, 1e-12, "du");
+  hax::test::check_close(hax::test::to_vector(g.ddelta), gref.ddelta, 1e-10, 1e-12, "ddelta");
+  hax::test::check_close(hax::test::to_vector(g.dA), gref.dA, 1e-10, 1e-12, "dA");
+  hax::test::check_close(hax::test::to_vector(g.dB), gref.dB, 1e-10, 1e-12, "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), gref.dC, 1e-10, 1e-12, "dC");
+}

@@ -246,3 +246,31 @@ TEST_CASE("ssd: bad shapes throw hax::invalid_argument naming the op", "[ssm][ss
                       ContainsSubstring("hax::ssm::ssd_step"));
   }
 }
+
+TEST_CASE("ssd: any small dimension works (forward and backward vs reference)", "[ssm][ssd]") {
+  struct Dims {
+    std::size_t B, L, H, P, N;
+    int chunk;
+  };
+  auto const dims = GENERATE(Dims{1, 1, 1, 1, 1, 1}, Dims{1, 6, 1, 7, 1, 4}, Dims{3, 5, 5, 1, 9, 2});
+  CAPTURE(dims.B, dims.L, dims.H, dims.P, dims.N, dims.chunk);
+  auto const q = random_problem<double>(dims.B, dims.L, dims.H, dims.P, dims.N, 91);
+  auto const dyh = hax::test::random_vector(dims.B * dims.L * dims.H * dims.P, 92);
+  test_space space;
+  DeviceProblem<double> dev(q);
+  view4<double> y("y", dims.B, dims.L, dims.H, dims.P), dy("dy", dims.B, dims.L, dims.H, dims.P);
+  hax::test::from_vector(dy, dyh);
+  auto const saved =
+      hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{dims.chunk});
+  auto g = make_grads<double>(dims.B, dims.L, dims.H, dims.P, dims.N);
+  hax::ssm::ssd_backward(space, dev.inputs(), saved, dy, g);
+  space.fence();
+  auto const gref = hax::reference::ssm::ssd_backward(q, std::vector<double>(dyh));
+  hax::test::check_close(hax::test::to_vector(y), hax::reference::ssm::ssd_forward(q), 1e-10,
+                         1e-12, "y");
+  hax::test::check_close(hax::test::to_vector(g.dx), gref.dx, 1e-10, 1e-12, "dx");
+  hax::test::check_close(hax::test::to_vector(g.ddt), gref.ddt, 1e-10, 1e-12, "ddt");
+  hax::test::check_close(hax::test::to_vector(g.dA), gref.dA, 1e-10, 1e-12, "dA");
+  hax::test::check_close(hax::test::to_vector(g.dB), gref.dB, 1e-10, 1e-12, "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), gref.dC, 1e-10, 1e-12, "dC");
+}
