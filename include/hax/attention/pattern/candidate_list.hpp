@@ -16,6 +16,8 @@
 
 #include <hax/attention/pattern/concepts.hpp>
 
+#include <hax/core/error.hpp>
+
 #include <Kokkos_Core.hpp>
 
 namespace hax::attn {
@@ -29,6 +31,12 @@ struct CandidateList {
   template <class Idx>
   explicit CandidateList(Idx const& idx_) : idx(idx_) {}
 
+  /// Host check, called by the kernels before launch: idx must be (B, L, k') for their (B, L).
+  void check(int B, int L) const {
+    core::require(idx.extent_int(0) == B && idx.extent_int(1) == L, "hax::attn::CandidateList",
+                  "idx (", idx.extent(0), ", ", idx.extent(1), ", ", idx.extent(2),
+                  ") must be (B, L, k') with (B, L) = (", B, ", ", L, ")");
+  }
   KOKKOS_FUNCTION bool allows(int b, int q, int k) const {
     if (k < 0 || k > q) { return false; }
     int const kmax = static_cast<int>(idx.extent(2));
