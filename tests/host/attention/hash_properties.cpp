@@ -5,9 +5,11 @@
 #include <hax/attention/hash/sign_bit_hash.hpp>
 #include <hax/attention/key_selection/topk.hpp>
 #include <hax/attention/lsh/bucketing.hpp>
+#include <hax/attention/pattern/candidate_list.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <algorithm>
 #include <random>
 #include <set>
 #include <vector>
@@ -124,6 +126,61 @@ TEST_CASE("causal top-k' is causal, never empty and agrees with a sort over many
           REQUIRE(idx(0, i, t) == want);
         }
       }
+    }
+  }
+}
+
+TEST_CASE("plan outputs are valid CandidateList patterns: key and allows agree with the dense mask",
+          "[attention][lsh][key_selection][host]") {
+  std::mt19937_64 rng(4);
+  int const B = 2, L = 50, kprime = 6, nb = 4;
+  std::uniform_int_distribution<int> bucket(0, nb - 1);
+  std::uniform_real_distribution<float> score(-1.f, 1.f);
+  h2<int> bq("bq", B, L), bk("bk", B, L);
+  h2<float> s("s", B, L);
+  for (int b = 0; b < B; ++b) {
+    for (int i = 0; i < L; ++i) {
+      bq(b, i) = bucket(rng);
+      bk(b, i) = bucket(rng);
+      s(b, i) = score(rng);
+    }
+  }
+  h3<int> lsh_idx("lsh_idx", B, L, kprime), ks_idx("ks_idx", B, L, kprime);
+  hax::attn::lsh_bucketing(Host{}, hax::attn::BucketCount{}, bq, bk, nb, lsh_idx);
+  hax::attn::causal_topk(Host{}, s, ks_idx);
+  Host{}.fence();
+  hax::attn::CandidateList const lsh(lsh_idx), ks(ks_idx);
+  static_assert(hax::attn::sparse_pattern<decltype(lsh)>);
+  for (int b = 0; b < B; ++b) {
+    for (int i = 0; i < L; ++i) {
+      // Dense masks from the definitions: LSH = the k' largest same-bucket j <= i;
+      // KS = the k' best (score, then position) j <= i.
+      std::vector<int> same;
+      for (int j = i; j >= 0; --j) {
+        if (bk(b, j) == bq(b, i)) { same.push_back(j); }
+      }
+      std::vector<int> order;
+      for (int j = 0; j <= i; ++j) { order.push_back(j); }
+      std::sort(order.begin(), order.end(), [&](int x, int y) {
+        return s(b, x) > s(b, y) || (s(b, x) == s(b, y) && x > y);
+      });
+      for (int j = 0; j < L; ++j) {
+        bool const in_lsh =
+            std::find(same.begin(), same.begin() + std::min<int>(kprime, same.size()), j) !=
+            same.begin() + std::min<int>(kprime, same.size());
+        bool const in_ks =
+            std::find(order.begin(), order.begin() + std::min<int>(kprime, order.size()), j) !=
+            order.begin() + std::min<int>(kprime, order.size());
+        REQUIRE(lsh.allows(b, i, j) == in_lsh);
+        REQUIRE(ks.allows(b, i, j) == in_ks);
+      }
+      int n_lsh = 0, n_ks = 0;
+      for (int t = 0; t < kprime; ++t) {
+        n_lsh += lsh.key(b, i, t) >= 0;
+        n_ks += ks.key(b, i, t) >= 0;
+      }
+      REQUIRE(n_lsh == std::min<int>(kprime, same.size()));
+      REQUIRE(n_ks == std::min(kprime, i + 1));
     }
   }
 }

@@ -1,20 +1,23 @@
 // SPDX-License-Identifier: MIT
 /// \file
 /// The hashing-policy concept of LSH attention (`hash_policy_for`), the two statistics semantics
-/// of the data-dependent plans (`PlanSemantics`, semantics.md section 9), and the largest number
-/// of hash bits the bucket index type can hold.
+/// of the data-dependent plans (`PlanSemantics` = hax::attn::Semantics, semantics.md section 9),
+/// and the largest number of hash bits the bucket index type can hold.
 #pragma once
 
 #include <Kokkos_Core.hpp>
+
+#include <hax/attention/pattern/concepts.hpp>
 
 #include <concepts>
 
 namespace hax::attn {
 
-/// Which statistics the data-dependent plans use (semantics.md section 9).
+/// Which statistics the data-dependent plans use (semantics.md section 9); the same enum as the
+/// kernels' hax::attn::Semantics, so one setting drives a whole layer.
 ///  - causal:    per-row centring/normalisation; everything at position i depends on rows <= i.
 ///  - reference: sequence-axis statistics over the full padded length, as the released code.
-enum class PlanSemantics { causal, reference };
+using PlanSemantics = Semantics;
 
 /// Buckets are `int`; sign-bit binning uses 2^h buckets, so h <= kMaxHashBits keeps 2^h and the
 /// composite sort key bucket * L + j representable (the latter in 64 bits).
