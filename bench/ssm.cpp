@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// Benchmarks of the state-space kernels: the Mamba-1 selective scan and the Mamba-2 SSD, forward
+/// and forward+backward, at the joint-recall shape (B = 64, L = 1057; Mamba D = 128, N = 16;
+/// Mamba2 H = 8, P = 16, N = 32), for L from 1K to 64K with B·L = 65 536 fixed, and SSD at several
+/// chunk sizes Q (separate cases).
+///
+/// Counters per iteration: tokens/s (B·L / time), FLOP (multiply-adds count 2, each exp counts 1;
+/// the work of the algorithm as implemented, formulas below), the minimum bytes the op must move
+/// (each input read once, each output and the saved chunk states written once, fp32), and their
+/// rates. `copy` is a Kokkos deep_copy of a (64, 1057, 128) fp32 tensor: the machine's achievable
+/// bandwidth, for the ratio GB/s ÷ copy GB/s.
+/// Usage: hax_bench_ssm [--benchmark_filter=...] [--kokkos-num-threads=N]
+#include <hax/ssm/selective_scan.hpp>
+#include <hax/ssm/ssd.hpp>
+
+#include <Kokkos_Core.hpp>
+#include <Kokkos_Random.hpp>
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+namespace {
+
+using T = float;
+
+template <class Space, class D>
+using view = Kokkos::View<D, Kokkos::LayoutRight, typename Space::memory_space>;
+
+/// Uniform values in [lo, hi): never benchmark on all-zero data.
+template <class Space, class V>
+void randomize(Space const& space, V const& v, std::uint64_t seed, double lo = -1.0,
+               double hi = 1.0) {
+  Kokkos::Random_XorShift64_Pool<Space> pool(seed);
+  Kokkos::fill_random(space, v, pool, lo, hi);
+}
+
+void set_counters(benchmark::State& state, double tokens, double flop, double bytes) {
+  using benchmark::Counter;
+  state.counters["tokens/s"] = Counter(tokens, Counter::kIsIterationInvariantRate);
+  state.counters["FLOP"] = Counter(flop);
+  state.counters["FLOP/s"] = Counter(flop, Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] = Counter(bytes);
+  state.counters["bytes/s"] = Counter(bytes, Counter::kIsIterationInvariantRate);
+}
+
+/// Selective scan, B, L, D, N, chunk; backward too when `with_backward`.
+template <class Space>
+void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chunk,
+                    bool with_backward) {
+  Space space;
+  using Mem = typename Space::memory_space;
+  view<Space, T***> u("u", B, L, D), delta("delta", B, L, D), y("y", B, L, D);  // (B, L, D)
+  view<Space, T*> delta_bias("delta_bias", D), Dskip("Dskip", D);               // (D)
+  view<Space, T**> A("A", D, N);                                                // (D, N)
+  view<Space, T***> Bm("Bm", B, L, N), Cm("Cm", B, L, N);                        // (B, L, N)
+  randomize(space, u, 1);
+  randomize(space, delta, 2, -3.0, 0.0);
+  randomize(space, delta_bias, 3, -1.0, 0.0);
+  randomize(space, A, 4, -4.0, -0.5);
+  randomize(space, Bm, 5);
+  randomize(space, Cm, 6);
+  randomize(space, Dskip, 7);
+  hax::ssm::SelectiveScanInputs<T, Mem> in{u, delta, delta_bias, A, Bm, Cm, Dskip};
+  view<Space, T***> dy("dy", B, L, D);
+  randomize(space, dy, 8);
+  hax::ssm::SelectiveScanGrads<T, Mem> g{
+      view<Space, T***>("du", B, L, D), view<Space, T***>("ddelta", B, L, D),
+      view<Space, T*>("ddelta_bias", D), view<Space, T**>("dA", D, N),
+      view<Space, T***>("dB", B, L, N),  view<Space, T***>("dC", B, L, N), view<Space, T*>("dD", D)};
+  auto run = [&] {
+    auto const saved = hax::ssm::selective_scan_forward(space, in, y, {chunk});
+    if (with_backward) {
+      hax::ssm::selective_scan_backward(space, in, saved, dy, g);
+    }
+    space.fence();
+  };
+  run();  // warm-up (first-touch allocations, thread pool)
+  for (auto _ : state) {
+    run();
+  }
+  double const bld = double(B) * L * D, bln = double(B) * L * N;
+  double const cells = bld * N;                          // (b, t, d, n) state updates
+  double const saved_bytes = 4.0 * B * D * ((L + chunk - 1) / chunk) * N;
+  double flop = 8.0 * cells;                            // fwd: exp, dt·A, 2 mul, 2 fma
+  double bytes = 4.0 * (3 * bld + 2 * bln + 2.0 * D * N) + saved_bytes;  // u, delta, y, B, C, A
+  if (with_backward) {
+    flop += 8.0 * cells + 16.0 * cells;                 // recompute + adjoint recurrence, dB/dC
+    bytes += 4.0 * (5 * bld + 4 * bln) + saved_bytes;   // u, delta, dy, du, ddelta; B, C, dB, dC
+  }
+  set_counters(state, double(B) * L, flop, bytes);
+}
+
+/// SSD, B, L, H, P, N, chunk Q; backward too when `with_backward`.
+template <class Space>
+void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
+         bool with_backward) {
+  Space space;
+  using Mem = typename Space::memory_space;
+  view<Space, T****> x("x", B, L, H, P), y("y", B, L, H, P), dy("dy", B, L, H, P);  // (B,L,H,P)
+  view<Space, T***> dt("dt", B, L, H);                                               // (B, L, H)
+  view<Space, T*> dt_bias("dt_bias", H), A("A", H), Dskip("Dskip", H);               // (H)
+  view<Space, T***> Bm("Bm", B, L, N), Cm("Cm", B, L, N);                            // (B, L, N)
+  randomize(space, x, 1);
+  randomize(space, dt, 2, -3.0, 0.0);
+  randomize(space, dt_bias, 3, -1.0, 0.0);
+  randomize(space, A, 4, -8.0, -1.0);
+  randomize(space, Bm, 5);
+  randomize(space, Cm, 6);
+  randomize(space, Dskip, 7);
+  randomize(space, dy, 8);
+  hax::ssm::SsdInputs<T, Mem> in{x, dt, dt_bias, A, Bm, Cm, Dskip};
+  hax::ssm::SsdGrads<T, Mem> g{view<Space, T****>("dx", B, L, H, P), view<Space, T***>("ddt", B, L, H),
+                               view<Space, T*>("ddt_bias", H),       view<Space, T*>("dA", H),
+                               view<Space, T***>("dB", B, L, N),     view<Space, T***>("dC", B, L, N),
+                               view<Space, T*>("dD", H)};
+  auto run = [&] {
+    auto const saved = hax::ssm::ssd_forward(space, in, y, {chunk});
+    if (with_backward) {
+      hax::ssm::ssd_backward(space, in, saved, dy, g);
+    }
+    space.fence();
+  };
+  run();
+  for (auto _ : state) {
+    run();
+  }
+  double const bl = double(B) * L;
+  double const q = (double(std::min(chunk, L)) + 1.0) / 2.0;  // mean causal span inside a chunk
+  double const blhp = bl * H * P, blhpn = blhp * N;
+  double const saved_bytes = 4.0 * B * H * ((L + chunk - 1) / chunk) * P * N;
+  // fwd: C·Bᵀ (2 q N per token), chunk states (2 HPN + H P exp), intra (2 q H P + q H exp),
+  // inter (2 H P N)
+  double flop = bl * 2 * q * N + 2 * blhpn + 2 * blhp * q + bl * q * H + 2 * blhpn;
+  double bytes = 4.0 * (2 * blhp + bl * H + 2 * bl * N) + saved_bytes;  // x, y, dt, B, C
+  if (with_backward) {
+    // C·Bᵀ again, w (2 q H P), adjoints (2 HPN), dx and d acs (4 q H P + 6 HPN),
+    // dB/dC (4 q N + 4 H P N)
+    flop += bl * 2 * q * N + 2 * blhp * q + 2 * blhpn + 4 * blhp * q + 6 * blhpn +
+            bl * 4 * q * N + 4 * blhpn;
+    bytes += 4.0 * (3 * blhp + 2 * bl * H + 4 * bl * N) + saved_bytes;  // x, dy, dx; dt, ddt; ...
+  }
+  set_counters(state, bl, flop, bytes);
+}
+
+template <class Space>
+void copy(benchmark::State& state) {
+  Space space;
+  int const B = 64, L = 1057, D = 128;
+  view<Space, T***> a("a", B, L, D), b("b", B, L, D);
+  randomize(space, a, 1);
+  for (auto _ : state) {
+    Kokkos::deep_copy(space, b, a);
+    space.fence();
+  }
+  set_counters(state, double(B) * L, 0.0, 2.0 * 4.0 * B * L * D);
+}
+
+template <class Space>
+void register_all() {
+  std::string const sp = Space::name();
+  auto reg = [&](std::string const& name, auto fn, auto... args) {
+    return benchmark::RegisterBenchmark((name + "<" + sp + ">").c_str(), fn, args...)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  };
+  reg("copy/64x1057x128", copy<Space>)->MinTime(0.2);
+  // The joint-recall shape.
+  for (bool bwd : {false, true}) {
+    std::string const kind = bwd ? "fwd_bwd" : "fwd";
+    reg("selective_scan_" + kind + "/B64/L1057/D128/N16/chunk64", selective_scan<Space>, 64, 1057,
+        128, 16, 64, bwd)
+        ->Iterations(1);
+    for (int q : {32, 64, 128, 256}) {
+      reg("ssd_" + kind + "/B64/L1057/H8/P16/N32/Q" + std::to_string(q), ssd<Space>, 64, 1057, 8,
+          16, 32, q, bwd)
+          ->Iterations(1);
+    }
+  }
+  // Long sequences, B·L = 65 536 fixed.
+  for (int L : {1024, 4096, 16384, 65536}) {
+    int const B = 65536 / L;
+    std::string const shape = "/B" + std::to_string(B) + "/L" + std::to_string(L);
+    reg("selective_scan_fwd_bwd" + shape + "/D128/N16/chunk64", selective_scan<Space>, B, L, 128,
+        16, 64, true)
+        ->Iterations(1);
+    reg("ssd_fwd_bwd" + shape + "/H8/P16/N32/Q64", ssd<Space>, B, L, 8, 16, 32, 64, true)
+        ->Iterations(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Kokkos::ScopeGuard guard(argc, argv);
+  benchmark::Initialize(&argc, argv);
+  register_all<Kokkos::DefaultExecutionSpace>();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
