@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// The kernels behind hax/attention/sparse_attention.hpp: input checks, the pad-mask adaptor and
+/// the forward (online softmax per query row) and backward (recompute P from the saved
+/// log-sum-exp; dq per row, dk and dv scattered with atomics) launches. docs/math/sparse_attention.md.
+#pragma once
+
+#include <hax/attention/pattern/concepts.hpp>
+#include <hax/core/concepts.hpp>
+#include <hax/core/error.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <string_view>
+
+namespace hax::attn {
+
+/// Settings of the sparse attention kernels.
+struct AttentionOptions {
+  double scale = 1.0;                       ///< multiplies q·k (the models pre-scale K, so 1)
+  Semantics semantics = Semantics::causal;  ///< what empty rows and pad keys do
+};
+
+namespace impl {
+
+/// "No pad mask": every position is a real token.
+struct NoPadMask {
+  KOKKOS_FUNCTION bool operator()(int, int) const { return true; }
+};
+
+/// Wraps a (B, L) View whose non-zero entries mark real tokens (0 = pad).
+template <class M>
+struct PadMask {
+  M valid;  // (B, L)
+  KOKKOS_FUNCTION bool operator()(int b, int i) const { return valid(b, i) != 0; }
+};
+
+/// Queries per team: small, so that short sequences still give many teams.
+inline constexpr int rows_per_team = 8;
+
+template <class P>
+void check_pattern_data(P const& pattern, int B, int L) {
+  if constexpr (requires { pattern.check(B, L); }) { pattern.check(B, L); }
+}
+
+template <class Q, class K, class V, class O, class LSE>
+void check_forward_shapes(std::string_view op, Q const& q, K const& k, V const& v, O const& o,
+                          LSE const& lse) {
+  static_assert(Q::rank == 3 && K::rank == 3 && V::rank == 3 && O::rank == 3 && LSE::rank == 2,
+                "hax::attn::sparse_attention: q, k, v, o must be rank 3 and lse rank 2");
+  int const B = q.extent_int(0), L = q.extent_int(1), N = q.extent_int(2), Dv = v.extent_int(2);
+  core::require(k.extent_int(0) == B && k.extent_int(1) == L && k.extent_int(2) == N, op, "k (",
+                k.extent(0), ", ", k.extent(1), ", ", k.extent(2), ") must match q (", B, ", ", L,
+                ", ", N, ")");
+  core::require(v.extent_int(0) == B && v.extent_int(1) == L, op, "v (", v.extent(0), ", ",
+                v.extent(1), ", ", v.extent(2), ") must be (B, L, Dv) with (B, L) = (", B, ", ", L, ")");
+  core::require(o.extent_int(0) == B && o.extent_int(1) == L && o.extent_int(2) == Dv, op, "o (",
+                o.extent(0), ", ", o.extent(1), ", ", o.extent(2), ") must be (B, L, Dv) = (", B,
+                ", ", L, ", ", Dv, ")");
+  core::require(lse.extent_int(0) == B && lse.extent_int(1) == L, op, "lse (", lse.extent(0), ", ",
+                lse.extent(1), ") must be (B, L) = (", B, ", ", L, ")");
+  core::require(N >= 1 && Dv >= 1, op, "q width N (", N, ") and v width Dv (", Dv, ") must be >= 1");
+}
+
+template <class M>
+void check_mask_shape(std::string_view op, M const& mask, int B, int L) {
+  static_assert(M::rank == 2, "hax::attn::sparse_attention: the pad mask must be rank 2 (B, L)");
+  core::require(mask.extent_int(0) == B && mask.extent_int(1) == L, op, "pad_mask (",
+                mask.extent(0), ", ", mask.extent(1), ") must be (B, L) = (", B, ", ", L, ")");
+}
+
+/// Forward: one query row per thread of a team (rows_per_team rows), vector lanes over Dv.
+template <class Space, class P, class Q, class K, class V, class Mask, class O, class LSE>
+void forward(Space const& space, P const& pattern, Q const& q, K const& k, V const& v,
+             Mask const& valid, O const& o, LSE const& lse, AttentionOptions const& opts) {
+  using T = typename O::non_const_value_type;
+  using team_policy = Kokkos::TeamPolicy<Space>;
+  using member = typename team_policy::member_type;
+  int const B = q.extent_int(0), L = q.extent_int(1), N = q.extent_int(2), Dv = v.extent_int(2);
+  int const rows = B * L;
+  int const kmax = static_cast<int>(pattern.max_keys_per_query());
+  bool const causal = opts.semantics == Semantics::causal;
+  T const scale = static_cast<T>(opts.scale);
+  int const league = (rows + rows_per_team - 1) / rows_per_team;
+  Kokkos::parallel_for(
+      "hax::attn::sparse_attention_forward", team_policy(space, league, Kokkos::AUTO),
+      KOKKOS_LAMBDA(member const& team) {
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
+          int const row = team.league_rank() * rows_per_team + r;
+          if (row >= rows) { return; }
+          int const b = row / L, i = row % L;
+          T const neg_inf = -Kokkos::Experimental::infinity_v<T>;
+          auto o_row = Kokkos::subview(o, b, i, Kokkos::ALL);  // (Dv)
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv), [&](int d) { o_row(d) = T(0); });
+          if (causal && !valid(b, i)) {  // pad query in causal semantics: zero output
+            Kokkos::single(Kokkos::PerThread(team), [&]() { lse(b, i) = neg_inf; });
+            return;
+          }
+          T m = neg_inf;  // running max of the logits
+          T l = T(0);     // running sum of exp(logit - m)
+          for (int j = 0; j < kmax; ++j) {
+            int const kk = pattern.key(b, i, j);
+            if (kk < 0 || (causal && !valid(b, kk))) { continue; }
+            T s = T(0);
+            Kokkos::parallel_reduce(
+                Kokkos::ThreadVectorRange(team, N), [&](int n, T& acc) { acc += q(b, i, n) * k(b, kk, n); }, s);
+            s *= scale;
+            // Rescale the accumulator only when the max grows; the new key gets weight exp(s - m).
+            T const m_new = Kokkos::max(m, s);
+            T const c = Kokkos::exp(m - m_new);  // 0 for the first key (m = -inf)
+            T const p = Kokkos::exp(s - m_new);
+            l = l * c + p;
+            m = m_new;
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv),
+                                 [&](int d) { o_row(d) = o_row(d) * c + p * v(b, kk, d); });
+          }
+          if (l > T(0)) {
+            T const inv = T(1) / l;
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv), [&](int d) { o_row(d) *= inv; });
+            Kokkos::single(Kokkos::PerThread(team), [&]() { lse(b, i) = m + Kokkos::log(l); });
+          } else {
+            // Empty row: causal keeps o = 0; reference attends uniformly over all L positions.
+            if (!causal) {
+              Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv), [&](int d) {
+                T sum = T(0);
+                for (int t = 0; t < L; ++t) { sum += v(b, t, d); }
+                o_row(d) = sum / T(L);
+              });
+            }
+            Kokkos::single(Kokkos::PerThread(team), [&]() { lse(b, i) = neg_inf; });
+          }
+        });
+      });
+}
+
+/// Backward: per query row, recompute p = exp(scale q·k - lse) for its candidates; dq is the
+/// row's own (written), dk and dv are scattered to the candidate keys with atomics (zeroed first).
+template <class Space, class P, class Q, class K, class V, class Mask, class O, class LSE,
+          class DO, class DQ, class DK, class DV>
+void backward(Space const& space, P const& pattern, Q const& q, K const& k, V const& v,
+              Mask const& valid, O const& o, LSE const& lse, DO const& dout, DQ const& dq,
+              DK const& dk, DV const& dv, AttentionOptions const& opts) {
+  using T = typename DQ::non_const_value_type;
+  using team_policy = Kokkos::TeamPolicy<Space>;
+  using member = typename team_policy::member_type;
+  int const B = q.extent_int(0), L = q.extent_int(1), N = q.extent_int(2), Dv = v.extent_int(2);
+  int const rows = B * L;
+  int const kmax = static_cast<int>(pattern.max_keys_per_query());
+  bool const causal = opts.semantics == Semantics::causal;
+  T const scale = static_cast<T>(opts.scale);
+  Kokkos::deep_copy(space, dk, T(0));
+  Kokkos::deep_copy(space, dv, T(0));
+  int const league = (rows + rows_per_team - 1) / rows_per_team;
+  Kokkos::parallel_for(
+      "hax::attn::sparse_attention_backward", team_policy(space, league, Kokkos::AUTO),
+      KOKKOS_LAMBDA(member const& team) {
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
+          int const row = team.league_rank() * rows_per_team + r;
+          if (row >= rows) { return; }
+          int const b = row / L, i = row % L;
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) { dq(b, i, n) = T(0); });
+          if (causal && !valid(b, i)) { return; }
+          T Di = T(0);  // Σ_d do·o: the row's Σ_j p_j dp_j
+          Kokkos::parallel_reduce(
+              Kokkos::ThreadVectorRange(team, Dv), [&](int d, T& acc) { acc += dout(b, i, d) * o(b, i, d); }, Di);
+          T const row_lse = lse(b, i);
+          int count = 0;
+          for (int j = 0; j < kmax; ++j) {
+            int const kk = pattern.key(b, i, j);
+            if (kk < 0 || (causal && !valid(b, kk))) { continue; }
+            ++count;
+            T s = T(0);
+            Kokkos::parallel_reduce(
+                Kokkos::ThreadVectorRange(team, N), [&](int n, T& acc) { acc += q(b, i, n) * k(b, kk, n); }, s);
+            T const p = Kokkos::exp(s * scale - row_lse);
+            T dp = T(0);
+            Kokkos::parallel_reduce(
+                Kokkos::ThreadVectorRange(team, Dv), [&](int d, T& acc) { acc += dout(b, i, d) * v(b, kk, d); }, dp);
+            T const ds = p * (dp - Di) * scale;
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) {
+              dq(b, i, n) += ds * k(b, kk, n);
+              Kokkos::atomic_add(&dk(b, kk, n), ds * q(b, i, n));
+            });
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv),
+                                 [&](int d) { Kokkos::atomic_add(&dv(b, kk, d), p * dout(b, i, d)); });
+          }
+          if (count == 0 && !causal) {
+            // Reference semantics, empty row: o = mean of v over all L; no gradient to q or k.
+            T const w = T(1) / T(L);
+            for (int t = 0; t < L; ++t) {
+              Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv),
+                                   [&](int d) { Kokkos::atomic_add(&dv(b, t, d), w * dout(b, i, d)); });
+            }
+          }
+        });
+      });
+}
+
+}  // namespace impl
+}  // namespace hax::attn
