@@ -5,6 +5,15 @@
 
 #include <hax/version.hpp>
 
+#include <hax/attention/pattern/candidate_list.hpp>
+#include <hax/attention/pattern/compose.hpp>
+#include <hax/attention/pattern/concepts.hpp>
+#include <hax/attention/pattern/dilated.hpp>
+#include <hax/attention/pattern/full.hpp>
+#include <hax/attention/pattern/names.hpp>
+#include <hax/attention/pattern/sink.hpp>
+#include <hax/attention/pattern/sliding_window.hpp>
+#include <hax/attention/sparse_attention.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
