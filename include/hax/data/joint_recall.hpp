@@ -136,15 +136,21 @@ KOKKOS_INLINE_FUNCTION std::uint64_t item_key(recall_spec const& s, int sp, std:
 
 /// Value index (0..|V|-1) of leaf entry `entry` (row-major over the levels) of the item with
 /// stream key `key`: a pure function, so the value table needs no storage and both halves agree.
+/// Entry e reads the value stream at counters e * 2^32 + 1, + 2, ... (one draw unless Lemire's
+/// rejection fires), so entries never share draws.
 KOKKOS_INLINE_FUNCTION int leaf_value(recall_spec const& s, std::uint64_t key, std::int64_t entry) {
-  core::RngStream values(core::stream_key(key, 1, static_cast<std::uint64_t>(entry)));
+  core::RngStream values(key ^ 0xA0761D6478BD642FULL, static_cast<std::uint64_t>(entry) << 32);
   return static_cast<int>(values.uniform_int(static_cast<std::uint32_t>(s.n_values)));
 }
 
-/// 64-bit hash of a token sequence (equal items have equal hashes; used for split exclusion).
+/// Item hash, one FNV-1a 64 step per token (equal items have equal hashes; split exclusion
+/// compares finished hashes, see hash_finish).
 KOKKOS_INLINE_FUNCTION std::uint64_t hash_step(std::uint64_t h, std::uint64_t token) {
-  return core::mix64(h ^ (token + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2)));
+  return (h ^ token) * 0x100000001B3ULL;
 }
+
+/// Final avalanche of an item hash (so hashes of similar items spread over all 64 bits).
+KOKKOS_INLINE_FUNCTION std::uint64_t hash_finish(std::uint64_t h) { return core::mix64(h); }
 
 namespace impl {
 
@@ -215,7 +221,7 @@ KOKKOS_INLINE_FUNCTION std::uint64_t write_item(recall_spec const& s, int const*
   using token_t = typename Tokens::non_const_value_type;
   using mask_t = typename Mask::non_const_value_type;
   core::RngStream rng(core::stream_key(key, 0));
-  std::uint64_t hash = 0x6A09E667F3BCC909ULL;
+  std::uint64_t hash = 0xCBF29CE484222325ULL;
   std::int64_t pos = 0;
   tokens(row, pos) = static_cast<token_t>(s.bos);
   mask(row, pos) = 0;
@@ -227,6 +233,7 @@ KOKKOS_INLINE_FUNCTION std::uint64_t write_item(recall_spec const& s, int const*
   hash = hash_step(hash, static_cast<std::uint64_t>(s.sep));
   ++pos;
   pos = write_half(s, n, key, rng, true, tokens, mask, row, pos, hash);
+  hash = hash_finish(hash);
   for (std::int64_t p = pos; p < static_cast<std::int64_t>(tokens.extent(1)); ++p) {
     tokens(row, p) = static_cast<token_t>(s.pad);
     mask(row, p) = static_cast<mask_t>(0);
