@@ -20,6 +20,9 @@
 #include <hax/core/finite.hpp>
 #include <hax/core/random.hpp>
 #include <hax/core/views.hpp>
+#include <hax/data/decode.hpp>
+#include <hax/data/io.hpp>
+#include <hax/data/joint_recall.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/nn/conv1d.hpp>
 #include <hax/nn/cross_entropy.hpp>
