@@ -5,6 +5,16 @@
 
 #include <hax/version.hpp>
 
+#include <hax/attention/hash/argmax_hash.hpp>
+#include <hax/attention/hash/concepts.hpp>
+#include <hax/attention/hash/random_projection.hpp>
+#include <hax/attention/hash/sign_bit_hash.hpp>
+#include <hax/attention/key_selection/features.hpp>
+#include <hax/attention/key_selection/ranking_loss.hpp>
+#include <hax/attention/key_selection/score_mlp.hpp>
+#include <hax/attention/key_selection/topk.hpp>
+#include <hax/attention/lsh/bucketing.hpp>
+#include <hax/attention/lsh/transform.hpp>
 #include <hax/attention/pattern/candidate_list.hpp>
 #include <hax/attention/pattern/compose.hpp>
 #include <hax/attention/pattern/concepts.hpp>
