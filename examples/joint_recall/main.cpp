@@ -193,10 +193,19 @@ void add_data_command(CLI::App& app, bool& ran) {
   static int inspect_show = 3;
   inspect->add_option("file", file, "FILE.bin or FILE.jsonl")->required();
   inspect->add_option("--show", inspect_show, "decoded items to print")->capture_default_str();
+  // JSON Lines carry no layout parameters: the layout options say how to decode them.
+  static std::string inspect_split = "train";
+  layout.add_to(*inspect);
+  inspect->add_option("--split", inspect_split, "split a .jsonl file holds (for the summary)");
   inspect->callback([&ran] {
     ran = true;
-    auto const d = ends_with(file, ".jsonl") ? hax::data::read_jsonl(file, hax::data::resolve(recall_spec{}))
-                                             : hax::data::read_binary(file);
+    hax::data::host_split d;
+    if (ends_with(file, ".jsonl")) {
+      d = hax::data::read_jsonl(file, layout.spec());
+      d.which = hax::data::parse_split(inspect_split);
+    } else {
+      d = hax::data::read_binary(file);
+    }
     std::printf("%s: ok\n", file.c_str());
     print_summary(d, inspect_show);
   });
