@@ -4,9 +4,9 @@
 /// T_j (D = 2N), hidden width H (= 2N in the released models) and one output. Forward scores all
 /// B·L rows; backward runs only through the rows the ranking loss sampled, and accumulates the
 /// parameter gradients (+=). There is no input gradient: the MLP inputs are detached.
-/// The shapes are tiny (D = H = 32 or 64), so every row is one work item with plain loops, and
-/// each parameter gradient entry is one work item summing over the sampled rows (deterministic,
-/// no atomics).
+/// The forward runs three GEMMs over all B·L rows (hax::nn::linear_forward); the backward touches
+/// only the B·k' sampled rows, so it uses plain loops: one work item per row, then one per
+/// parameter-gradient entry summing over those rows (deterministic, no atomics).
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -14,6 +14,10 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/core/views.hpp>
+#include <hax/nn/linear.hpp>
+
+#include <string>
+#include <type_traits>
 
 namespace hax::attn {
 
@@ -48,7 +52,8 @@ class ScoreMlp {
   }
 
   /// scores (B, L) = MLP(feat (B, L, D)); returns the hidden activations backward needs.
-  /// Asynchronous on `space`. O(B·L·H·(D + H)) time.
+  /// feat and scores must be LayoutRight and contiguous. Asynchronous on `space`.
+  /// O(B·L·H·(D + H)) time.
   template <class F, class S>
     requires(view_accessible_from<F, Space> && view_accessible_from<S, Space>)
   Saved forward(Space const& space, Params const& p, F const& feat, S const& scores) const {
@@ -62,28 +67,32 @@ class ScoreMlp {
                   scores.extent(1), ") must be (B, L) = (", B, ", ", L, ") of feat");
     Saved s{uninitialized_view<T***>(space, "hax::attn::score_mlp::h1", B, L, H),
             uninitialized_view<T***>(space, "hax::attn::score_mlp::h2", B, L, H)};
-    auto const w1 = p.w1, w2 = p.w2, w3 = p.w3;
-    auto const b1 = p.b1, b2 = p.b2, b3 = p.b3;
-    auto const h1 = s.h1, h2 = s.h2;
-    Kokkos::parallel_for(
-        "hax::attn::ScoreMlp::forward",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
-        KOKKOS_LAMBDA(int b, int j) {
-          for (int o = 0; o < H; ++o) {
-            T acc = b1(o);
-            for (int i = 0; i < D; ++i) { acc += w1(o, i) * feat(b, j, i); }
-            h1(b, j, o) = Kokkos::max(acc, T(0));
-          }
-          for (int o = 0; o < H; ++o) {
-            T acc = b2(o);
-            for (int i = 0; i < H; ++i) { acc += w2(o, i) * h1(b, j, i); }
-            h2(b, j, o) = Kokkos::max(acc, T(0));
-          }
-          T acc = b3(0);
-          for (int i = 0; i < H; ++i) { acc += w3(0, i) * h2(b, j, i); }
-          scores(b, j) = acc;
-        });
+    static_assert(std::is_same_v<typename S::array_layout, Kokkos::LayoutRight>,
+                  "hax::attn::ScoreMlp::forward: scores must be LayoutRight (B, L)");
+    core::require(scores.span_is_contiguous(), "hax::attn::ScoreMlp::forward",
+                  "scores must be contiguous (B, L), not a strided subview");
+    // Three GEMMs over all B·L rows (nn::linear_forward, KokkosBlas::gemm), each followed by an
+    // in-place ReLU; the shapes are tiny per row, so the GEMM's blocking is what makes this fast.
+    auto const x = nn::as_rows(feat);   // (B·L, D)
+    auto const r1 = nn::as_rows(s.h1);  // (B·L, H)
+    auto const r2 = nn::as_rows(s.h2);  // (B·L, H)
+    Kokkos::View<T**, Kokkos::LayoutRight, typename S::device_type,
+                 Kokkos::MemoryTraits<Kokkos::Unmanaged>> const out(scores.data(), B * L, 1);  // (B·L, 1)
+    nn::linear_forward(space, x, p.w1, p.b1, r1);
+    relu_in_place(space, r1);
+    nn::linear_forward(space, r1, p.w2, p.b2, r2);
+    relu_in_place(space, r2);
+    nn::linear_forward(space, r2, p.w3, p.b3, out);
     return s;
+  }
+
+  /// y = max(y, 0) element-wise on rows (M, H).
+  template <class Y>
+  static void relu_in_place(Space const& space, Y const& y) {
+    Kokkos::parallel_for(
+        "hax::attn::ScoreMlp::relu",
+        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {y.extent_int(0), y.extent_int(1)}),
+        KOKKOS_LAMBDA(int m, int o) { y(m, o) = Kokkos::max(y(m, o), T(0)); });
   }
 
   /// Accumulates (+=) the parameter gradients of Σ_{b,a} ds(b, a) · s(b, rows(b, a)), i.e. the
