@@ -317,21 +317,18 @@ inline recall_spec resolve(recall_spec s, std::string_view op = "hax::data::reso
   }
   // Disjoint splits must be possible for every combination: the training items of a combination
   // need at least one item outside the valid+test items of that combination, test one outside
-  // valid. (Exactly: the per-combination eval count must be below the item-space size.)
+  // valid. The item space grows with every level size, so the smallest sizes (n_min everywhere)
+  // decide it for all combinations.
   std::int64_t const eval = s.items_per_combination[1] + s.items_per_combination[2];
-  for (std::int64_t c = 0; c < n_combinations(s); ++c) {
-    int n[kMaxLevels];
-    item_sizes(s, c, n);
-    double const bits = impl::log2_item_space(s, n);
-    if (bits < 62.0) {
-      auto const space = static_cast<std::int64_t>(std::llround(std::exp2(bits)));
-      bool const ok = (s.items_per_combination[0] == 0 || eval < space) &&
-                      (s.items_per_combination[2] == 0 || s.items_per_combination[1] < space);
-      require(ok, op, "split sizes cannot be disjoint: the combination with level sizes (", n[0],
-              s.levels > 1 ? ", ..." : "", ") has only ", space,
-              " distinct items, but valid + test take ", eval, " per combination and train needs ",
-              "at least one more");
-    }
+  double const bits = impl::log2_item_space(s, s.n_min);
+  if (bits < 62.0) {
+    auto const space = static_cast<std::int64_t>(std::llround(std::exp2(bits)));
+    bool const ok = (s.items_per_combination[0] == 0 || eval < space) &&
+                    (s.items_per_combination[2] == 0 || s.items_per_combination[1] < space);
+    require(ok, op, "split sizes cannot be disjoint: with the smallest level sizes (n_min) there are only ",
+            space, " distinct items, but valid (", s.items_per_combination[1], ") + test (",
+            s.items_per_combination[2], ") take ", eval,
+            " per combination and train and test need items outside them");
   }
   return s;
 }
