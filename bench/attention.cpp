@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// Benchmarks of the truly sparse attention kernels (forward and backward) for each pattern and a
+/// union, over L from 1K to 64K with B·L fixed at 65 536 tokens, and k ∈ {32, 64, 128}; plus dense
+/// causal attention (the Full pattern, O(L²)) at small L for comparison. Shapes: N = 16 (Mamba
+/// state size), Dv = 128 (d_inner).
+///
+/// Counters per iteration: FLOP (multiply-adds count 2; only visited candidates), bytes (inputs
+/// read once, outputs written once, plus the candidate reads: k·(N + Dv) values per query, the
+/// dominant term), their rates, tokens/s, and alloc_bytes: every byte allocated by the benchmark
+/// (inputs, outputs, saved lse, gradients, candidate lists): it grows linearly in L at fixed B·L
+/// (it is constant here, since B·L is fixed) and never contains an L×L term.
+/// Usage: hax_bench_attention [--benchmark_filter=...] [--kokkos-num-threads=N]
+#include <hax/attention/pattern/candidate_list.hpp>
+#include <hax/attention/pattern/compose.hpp>
+#include <hax/attention/pattern/dilated.hpp>
+#include <hax/attention/pattern/full.hpp>
+#include <hax/attention/pattern/sliding_window.hpp>
+#include <hax/attention/sparse_attention.hpp>
+#include <hax/core/random.hpp>
+
+#include <Kokkos_Core.hpp>
+#include <Kokkos_Random.hpp>
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+
+namespace {
+
+constexpr int kTokens = 65536;  // B·L
+constexpr int kN = 16;
+constexpr int kDv = 128;
+
+template <class Space, class T>
+using view2 = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::memory_space>;
+template <class Space, class T>
+using view3 = Kokkos::View<T***, Kokkos::LayoutRight, typename Space::memory_space>;
+
+enum class Kind { sliding_window, dilated, candidates, sliding_window_dilated, sliding_window_candidates, full };
+
+/// Scattered causal candidates, as a key-selection top-k would give: row i holds
+/// i-o, i-o-s, i-o-2s, ... with a random offset o and step s >= 1 (distinct), -1 below 0.
+template <class Space>
+view3<Space, int> scattered_candidates(Space const& space, int B, int L, int kp) {
+  view3<Space, int> idx("bench::idx", B, L, kp);  // (B, L, k')
+  Kokkos::parallel_for(
+      "bench::scattered_candidates", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      KOKKOS_LAMBDA(int b, int i) {
+        hax::core::RngStream rng(hax::core::stream_key(7, b, i));
+        int const spread = i / kp > 1 ? i / kp : 1;
+        int const step = 1 + static_cast<int>(rng.uniform_int(static_cast<std::uint32_t>(spread)));
+        int const offset = static_cast<int>(rng.uniform_int(static_cast<std::uint32_t>(step)));
+        for (int j = 0; j < kp; ++j) {
+          int const k = i - offset - j * step;
+          idx(b, i, j) = k >= 0 ? k : -1;
+        }
+      });
+  return idx;
+}
+
+/// Average visited candidates per query (host, once per benchmark, outside the timed loop;
+/// host-backend benchmark, so the pattern's Views are host-accessible).
+template <class P>
+double mean_keys(P const& pattern, int B, int L) {
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  long total = 0;
+  int const kmax = pattern.max_keys_per_query();
+  Kokkos::parallel_reduce(
+      "bench::count_keys", Kokkos::RangePolicy<Space>(0, B * L),
+      [&](int r, long& acc) {
+        for (int j = 0; j < kmax; ++j) { acc += pattern.key(r / L, r % L, j) >= 0 ? 1 : 0; }
+      },
+      total);
+  return static_cast<double>(total) / (static_cast<double>(B) * L);
+}
+
+template <class Space, class P>
+void run(benchmark::State& state, P const& pattern, int B, int L, bool backward, double extra_alloc) {
+  Space space;
+  view3<Space, float> q("q", B, L, kN), k("k", B, L, kN), v("v", B, L, kDv), o("o", B, L, kDv);
+  view3<Space, float> dout("do", B, L, kDv), dq("dq", B, L, kN), dk("dk", B, L, kN), dv("dv", B, L, kDv);
+  view2<Space, float> lse("lse", B, L);  // (B, L)
+  Kokkos::Random_XorShift64_Pool<Space> pool(1);
+  Kokkos::fill_random(space, q, pool, -1.0, 1.0);
+  Kokkos::fill_random(space, k, pool, -0.25, 0.25);
+  Kokkos::fill_random(space, v, pool, -1.0, 1.0);
+  Kokkos::fill_random(space, dout, pool, -1.0, 1.0);
+  hax::attn::sparse_attention_forward(space, pattern, q, k, v, o, lse);
+  space.fence();
+  double const keys = mean_keys(pattern, B, L);
+  for (auto _ : state) {
+    if (backward) {
+      hax::attn::sparse_attention_backward(space, pattern, q, k, v, o, lse, dout, dq, dk, dv);
+    } else {
+      hax::attn::sparse_attention_forward(space, pattern, q, k, v, o, lse);
+    }
+    space.fence();
+  }
+  double const rows = static_cast<double>(B) * L;
+  double const flop = rows * keys * (backward ? (6.0 * kN + 4.0 * kDv) : (2.0 * kN + 2.0 * kDv));
+  double const io = rows * (backward ? (2 * kN + 3 * kDv + 1 + 2 * kN + kDv) : (2 * kN + 2 * kDv + 1)) * 4.0;
+  double const gathered = rows * keys * (kN + kDv) * 4.0 * (backward ? 3.0 : 1.0);  // k, v reads; dk, dv atomics
+  double const alloc = (4.0 * rows * (kN * 4 + kDv * 4 + 1)) + extra_alloc;
+  using benchmark::Counter;
+  state.counters["FLOP"] = Counter(flop, Counter::kDefaults, Counter::kIs1000);
+  state.counters["bytes"] = Counter(io + gathered, Counter::kDefaults, Counter::kIs1000);
+  state.counters["FLOP/s"] = Counter(flop, Counter::kIsIterationInvariantRate, Counter::kIs1000);
+  state.counters["bytes/s"] = Counter(io + gathered, Counter::kIsIterationInvariantRate, Counter::kIs1000);
+  state.counters["tokens/s"] = Counter(rows, Counter::kIsIterationInvariantRate, Counter::kIs1000);
+  state.counters["keys/query"] = keys;
+  state.counters["alloc_bytes"] = Counter(alloc, Counter::kDefaults, Counter::kIs1024);
+}
+
+/// Args: L, k, backward (0/1). B = kTokens / L.
+template <class Space>
+void attention(benchmark::State& state, Kind kind) {
+  int const L = static_cast<int>(state.range(0));
+  int const kk = static_cast<int>(state.range(1));
+  bool const backward = state.range(2) != 0;
+  int const B = kTokens / L;
+  Space space;
+  switch (kind) {
+    case Kind::sliding_window: run<Space>(state, hax::attn::SlidingWindow{kk}, B, L, backward, 0); break;
+    case Kind::dilated: run<Space>(state, hax::attn::Dilated::from_budget(kk), B, L, backward, 0); break;
+    case Kind::sliding_window_dilated:
+      run<Space>(state, hax::attn::SlidingWindow{kk / 2} | hax::attn::Dilated::from_budget(kk / 2), B, L, backward, 0);
+      break;
+    case Kind::candidates: {
+      auto const idx = scattered_candidates(space, B, L, kk);
+      run<Space>(state, hax::attn::CandidateList(idx), B, L, backward, 4.0 * idx.size());
+      break;
+    }
+    case Kind::sliding_window_candidates: {
+      auto const idx = scattered_candidates(space, B, L, kk / 2);
+      run<Space>(state, hax::attn::SlidingWindow{kk / 2} | hax::attn::CandidateList(idx), B, L, backward,
+                 4.0 * idx.size());
+      break;
+    }
+    case Kind::full: run<Space>(state, hax::attn::Full{L}, B, L, backward, 0); break;
+  }
+}
+
+void sparse_args(benchmark::internal::Benchmark* b) {
+  for (int bwd : {0, 1}) {
+    for (int L : {1024, 4096, 16384, 65536}) {
+      for (int k : {32, 64, 128}) { b->Args({L, k, bwd}); }
+    }
+  }
+  b->ArgNames({"L", "k", "bwd"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.2);
+}
+
+void dense_args(benchmark::internal::Benchmark* b) {
+  for (int bwd : {0, 1}) {
+    for (int L : {256, 1024}) { b->Args({L, L, bwd}); }
+  }
+  b->ArgNames({"L", "k", "bwd"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.2);
+}
+
+using Host = Kokkos::DefaultHostExecutionSpace;
+// BENCHMARK_CAPTURE pastes the function name into identifiers, so it needs a non-template name.
+void attention_host(benchmark::State& state, Kind kind) { attention<Host>(state, kind); }
+BENCHMARK_CAPTURE(attention_host, sliding_window, Kind::sliding_window)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, dilated, Kind::dilated)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, candidate_list, Kind::candidates)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, sliding_window_dilated, Kind::sliding_window_dilated)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, sliding_window_candidates, Kind::sliding_window_candidates)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, dense_causal, Kind::full)->Apply(dense_args);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Kokkos::ScopeGuard guard(argc, argv);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
