@@ -23,6 +23,11 @@ inline constexpr int kMaxConvWidth = 8;
 
 namespace impl {
 
+// Inside KOKKOS_LAMBDA the compile-time flags are tested with a plain `if`, not `if constexpr`:
+// nvcc rejects an extended lambda that first captures a View inside an `if constexpr` branch.
+// The flag is a constant, so the dead branch is still folded away; both branches compile for
+// every instantiation.
+
 /// Positions per work item: each (batch, chunk, channel) work item slides its window of K inputs
 /// along kConvChunk positions, so every input is read about once (plus K−1 halo reads per chunk).
 inline constexpr int kConvChunk = 128;
@@ -86,7 +91,7 @@ void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias cons
           for (int k = 0; k < K; ++k) {
             pre += wc[k] * win[k];
           }
-          if constexpr (kSilu) {
+          if (kSilu) {
             y(b, t, c) = silu(pre);
           } else {
             y(b, t, c) = pre;
@@ -121,9 +126,9 @@ void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W cons
         int const begin = ch * kConvChunk;
         int const end = begin + kConvChunk < L ? begin + kConvChunk : L;
         int const stop = end + K - 1 < L ? end + K - 1 : L;  // one past the last t needed
-        value_type wc[kMaxConvWidth];    // (K) taps
-        value_type win[kMaxConvWidth];   // (K) xm(t−K+1 .. t)
-        value_type part[kMaxConvWidth];  // (K) partial dx(t−K+1 .. t)
+        value_type wc[kMaxConvWidth];      // (K) taps
+        value_type win[kMaxConvWidth];     // (K) xm(t−K+1 .. t)
+        value_type part[kMaxConvWidth];    // (K) partial dx(t−K+1 .. t)
         value_type dw_acc[kMaxConvWidth];  // (K) this chunk's share of dw(c, :)
         value_type db_acc = 0;
         for (int k = 0; k < K; ++k) {
@@ -138,7 +143,7 @@ void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W cons
         value_type const bc = bias(c);
         auto write_dx = [&](int s, value_type v) {
           if (s >= begin && s < end) {
-            if constexpr (kMask) {
+            if (kMask) {
               dx(b, s, c) = mask(b, s) != 0 ? v : value_type(0);  // ∂xm/∂x = mask
             } else {
               dx(b, s, c) = v;
@@ -148,7 +153,7 @@ void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W cons
         for (int t = begin; t < stop; ++t) {
           win[K - 1] = masked_input<kMask>(x, mask, b, t, c);
           value_type g = dy(b, t, c);
-          if constexpr (kSilu) {
+          if (kSilu) {
             value_type pre = bc;
             for (int k = 0; k < K; ++k) {
               pre += wc[k] * win[k];

@@ -158,6 +158,11 @@ void gated_scale_add_forward(A const& a, B const& b, E const& e, Z const& z, Y c
 
 namespace impl {
 
+// Inside KOKKOS_LAMBDA the compile-time flags are tested with a plain `if`, not `if constexpr`:
+// nvcc rejects an extended lambda that first captures a View inside an `if constexpr` branch.
+// The flag is a constant, so the dead branch is still folded away; both branches compile for
+// every instantiation.
+
 /// The one-pass kernel of gated_scale_add_backward (a free function, so that KOKKOS_LAMBDA is
 /// never inside the generic lambda of dispatch_bool, which nvcc rejects).
 template <bool kHasDa, class Space, class DY, class B, class E, class Z, class DA, class DB,
@@ -183,7 +188,7 @@ void gated_scale_add_backward_kernel(Space const& space, DY const& dy, B const& 
           value_type const zz = z(i, t, d);
           value_type const bb = b(i, t, d);
           value_type const s = silu(zz);
-          if constexpr (kHasDa) {
+          if (kHasDa) {
             maybe_da(i, t, d) = g;
           }
           db(i, t, d) = g * ed * s;

@@ -20,6 +20,11 @@ inline constexpr double kRmsNormEps = 1e-5;
 
 namespace impl {
 
+// Inside KOKKOS_LAMBDA the compile-time flags are tested with a plain `if`, not `if constexpr`:
+// nvcc rejects an extended lambda that first captures a View inside an `if constexpr` branch.
+// The flag is a constant, so the dead branch is still folded away; both branches compile for
+// every instantiation.
+
 /// Argument checks shared by the forward ops. `z` is checked only when kGated.
 template <bool kGated, class X, class Z, class W, class Y, class R>
 void rms_norm_check_forward(char const* op, X const& x, Z const& z, W const& w,
@@ -55,7 +60,7 @@ void rms_norm_forward_kernel(Space const& space, X const& x, Z const& z, W const
         int const b = team.league_rank() / L;
         int const t = team.league_rank() % L;
         auto input = [&](int d) {
-          if constexpr (kGated) {
+          if (kGated) {
             return static_cast<value_type>(x(b, t, d) * silu(z(b, t, d)));
           } else {
             return static_cast<value_type>(x(b, t, d));
@@ -109,7 +114,7 @@ void rms_norm_backward_kernel(Space const& space, DY const& dy, X const& x, Z co
         for (int t = begin; t < end; ++t) {
           value_type const r = rstd(b, t);
           auto input = [&](int d) {
-            if constexpr (kGated) {
+            if (kGated) {
               return static_cast<value_type>(x(b, t, d) * silu(z(b, t, d)));
             } else {
               return static_cast<value_type>(x(b, t, d));
@@ -125,7 +130,7 @@ void rms_norm_backward_kernel(Space const& space, DY const& dy, X const& x, Z co
             value_type const u_hat = input(d) * r;
             value_type const du = r * (g - u_hat * mean_dot);
             dw_part(d) += dy(b, t, d) * u_hat;
-            if constexpr (kGated) {
+            if (kGated) {
               // u = x ⊙ silu(z): du/dx = silu(z), du/dz = x ⊙ silu'(z).
               value_type const zz = z(b, t, d);
               value_type const xx = x(b, t, d);
