@@ -16,6 +16,7 @@
 #include <catch2/catch_approx.hpp>
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <cmath>
@@ -127,8 +128,11 @@ TEMPLATE_TEST_CASE("sparse attention matches dense masked attention: static patt
   using hax::attn::SlidingWindow;
   int const B = 2, L = 70, N = 16, Dv = 24;
   double const scale = 0.25;
-  for (auto sem : {Semantics::causal, Semantics::reference}) {
-    INFO("semantics " << (sem == Semantics::causal ? "causal" : "reference"));
+  // GENERATE, not a loop: Catch2 runs one leaf SECTION per pass, so a loop around sections would
+  // silently skip the second semantics.
+  auto const sem = GENERATE(Semantics::causal, Semantics::reference);
+  INFO("semantics " << (sem == Semantics::causal ? "causal" : "reference"));
+  {
     SECTION("sliding window") { compare_with_reference<TestType>(SlidingWindow{9}, SlidingWindow{9}, B, L, N, Dv, scale, sem); }
     SECTION("dilated (empty rows)") {
       auto const d = Dilated::from_budget(8, 128);  // stride 16: queries 0..14 are empty
