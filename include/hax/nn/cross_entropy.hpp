@@ -49,7 +49,7 @@ void count_masked(Space const& space, Mask mask, Count count) {
   int const L = mask.extent_int(1);
   Kokkos::parallel_reduce(
       "hax::nn::cross_entropy::count",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int t, typename Count::non_const_value_type& n) {
         n += mask(b, t) != 0 ? 1 : 0;
       },
@@ -73,10 +73,12 @@ void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask m
   int const V = logits.extent_int(2);
   Kokkos::parallel_reduce(
       kWriteGrad ? "hax::nn::cross_entropy_forward_backward" : "hax::nn::cross_entropy_forward",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {B, L}),
+      // kWriteGrad is tested with a plain `if`: nvcc's extended lambdas cannot first-capture a
+      // variable inside `if constexpr`; the branch folds away all the same.
       KOKKOS_LAMBDA(int b, int t, T& sum) {
         if (mask(b, t) == 0) {
-          if constexpr (kWriteGrad) {
+          if (kWriteGrad) {
             for (int v = 0; v < V; ++v) {
               dlogits(b, t, v) = T(0);
             }
@@ -91,7 +93,7 @@ void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask m
         T denom = 0;
         for (int v = 0; v < V; ++v) {
           T const e = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
-          if constexpr (kWriteGrad) {
+          if (kWriteGrad) {
             dlogits(b, t, v) = e;  // parked in the output row (in cache) so exp runs once
           }
           denom += e;
@@ -100,7 +102,7 @@ void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask m
         T const log_denom = Kokkos::log(denom);
         // −log softmax[label] = log Σ exp(z − max) − (z_label − max)
         sum += (log_denom - (static_cast<T>(logits(b, t, label)) - row_max)) * inv_n;
-        if constexpr (kWriteGrad) {
+        if (kWriteGrad) {
           T const g = grad_scale * inv_n;
           T const inv_denom = T(1) / denom;
           for (int v = 0; v < V; ++v) {
@@ -123,7 +125,7 @@ void cross_entropy_backward_rows(Space const& space, Logits logits, Labels label
   int const V = logits.extent_int(2);
   Kokkos::parallel_for(
       "hax::nn::cross_entropy_backward",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int t) {
         if (mask(b, t) == 0) {
           for (int v = 0; v < V; ++v) {

@@ -86,7 +86,11 @@ void embedding_backward_privatised(Space const& space, Tok tokens, DY dy, DE dta
   int const row_blocks = (rows + per_team - 1) / per_team;
   int const col_blocks = (D + kEmbeddingGradColumns - 1) / kEmbeddingGradColumns;
   std::size_t const scratch = block_view::shmem_size(V, kEmbeddingGradColumns);
-  policy_type policy(space, row_blocks * col_blocks, Kokkos::AUTO);
+  // Host backends: one lane, and a team of one thread owns its block (no atomics, see below).
+  constexpr bool kHost =
+      Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Space::memory_space>::accessible;
+  int const lanes = kHost ? 1 : Kokkos::min(kEmbeddingGradColumns, policy_type::vector_length_max());
+  policy_type policy(space, row_blocks * col_blocks, Kokkos::AUTO, lanes);
   Kokkos::parallel_for(
       "hax::nn::embedding_backward", policy.set_scratch_size(0, Kokkos::PerTeam(scratch)),
       KOKKOS_LAMBDA(member_type const& team) {
@@ -95,11 +99,11 @@ void embedding_backward_privatised(Space const& space, Tok tokens, DY dy, DE dta
         int const row_end = row0 + per_team < rows ? row0 + per_team : rows;
         int const cols = col0 + kEmbeddingGradColumns < D ? kEmbeddingGradColumns : D - col0;
         block_view block(team.team_scratch(0), V, kEmbeddingGradColumns);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, V * kEmbeddingGradColumns),
+        Kokkos::parallel_for(Kokkos::TeamVectorRange(team, V * kEmbeddingGradColumns),
                              [&](int i) { block.data()[i] = T(0); });
         team.team_barrier();
         // A team of one thread (host backends) owns its block: plain adds, no atomics.
-        if (team.team_size() == 1) {  // host backends: the thread owns its block, no atomics
+        if (kHost && team.team_size() == 1) {  // one thread, one lane: it owns its block
           for (int r = row0; r < row_end; ++r) {
             int const b = r / L;
             int const t = r - b * L;
@@ -109,17 +113,19 @@ void embedding_backward_privatised(Space const& space, Tok tokens, DY dy, DE dta
             }
           }
         } else {
+          // Threads take positions, vector lanes the columns: a row's columns are read together
+          // (coalesced) and land on distinct entries of the block.
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, row0, row_end), [&](int r) {
             int const b = r / L;
             int const t = r - b * L;
             auto const v = static_cast<std::int64_t>(tokens(b, t));
-            for (int c = 0; c < cols; ++c) {
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, cols), [&](int c) {
               Kokkos::atomic_add(&block(v, c), static_cast<T>(dy(b, t, col0 + c)));
-            }
+            });
           });
         }
         team.team_barrier();
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, V * cols), [&](int i) {
+        Kokkos::parallel_for(Kokkos::TeamVectorRange(team, V * cols), [&](int i) {
           int const v = i / cols;
           int const c = i - v * cols;
           T const sum = block(v, c);
@@ -138,7 +144,7 @@ void embedding_backward_atomic(Space const& space, Tok tokens, DY dy, DE dtable)
   int const D = dy.extent_int(2);
   Kokkos::parallel_for(
       "hax::nn::embedding_backward",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, D}),
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0, 0}, {B, L, D}),
       KOKKOS_LAMBDA(int b, int t, int d) {
         auto const v = static_cast<std::int64_t>(tokens(b, t));
         Kokkos::atomic_add(&dtable(v, d), dy(b, t, d));
@@ -235,7 +241,7 @@ void count_invalid_tokens(Space const& space, Tok const& tokens, std::int64_t vo
   int const L = tokens.extent_int(1);
   Kokkos::parallel_reduce(
       "hax::nn::count_invalid_tokens",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int t, typename Count::non_const_value_type& bad) {
         auto const v = static_cast<std::int64_t>(tokens(b, t));
         bad += (v < 0 || v >= vocab) ? 1 : 0;

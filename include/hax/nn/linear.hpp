@@ -48,7 +48,7 @@ void linear_bias_broadcast(Space const& space, B b, Y y) {
     int const N = y.extent_int(1);
     Kokkos::parallel_for(
         "hax::nn::linear_forward::bias",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {M, N}),
+        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {M, N}),
         KOKKOS_LAMBDA(int m, int n) { y(m, n) = b(n); });
   }
 }
@@ -70,7 +70,7 @@ void linear_bias_grad(Space const& space, DY dy, DB db) {
     using value_type = typename DB::non_const_value_type;
     Kokkos::parallel_for(
         "hax::nn::linear_backward::bias",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {chunks, N}),
+        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {chunks, N}),
         KOKKOS_LAMBDA(int c, int n) {
           int const begin = c * kBiasGradRowsPerChunk;
           int const end = begin + kBiasGradRowsPerChunk < M ? begin + kBiasGradRowsPerChunk : M;
