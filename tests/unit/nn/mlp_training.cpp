@@ -48,7 +48,7 @@ void make_xor_data(test_space const& space, view<float***> const& x, view<int**>
 }  // namespace
 
 TEST_CASE("a two-layer MLP trained with AdamW drives its loss down", "[nn][training]") {
-  int const n = 256, d_in = 2, hidden = 32, classes = 2, steps = 300;
+  int const n = 128, d_in = 2, hidden = 16, classes = 2, steps = 120;
   test_space space;
 
   hax::nn::ParameterStore<test_space, float> store;
@@ -82,7 +82,7 @@ TEST_CASE("a two-layer MLP trained with AdamW drives its loss down", "[nn][train
   make_xor_data(space, x, labels, mask);
 
   hax::optim::AdamW<test_space> adamw(hax::optim::AdamWConfig{}, space);
-  hax::optim::WarmupCosine const schedule{2e-2, 10};
+  hax::optim::WarmupCosine const schedule{5e-2, 10};
   Kokkos::View<std::int64_t, test_memory_space> nonfinite("nonfinite");
   double first_loss = 0.0;
   double last_loss = 0.0;
