@@ -30,6 +30,8 @@
 #include <hax/core/finite.hpp>
 #include <hax/core/random.hpp>
 #include <hax/core/views.hpp>
+#include <hax/io/checkpoint.hpp>
+#include <hax/io/safetensors.hpp>
 #include <hax/data/decode.hpp>
 #include <hax/data/io.hpp>
 #include <hax/data/joint_recall.hpp>
