@@ -11,15 +11,14 @@
 /// rates. `copy` is a Kokkos deep_copy of a (64, 1057, 128) fp32 tensor: the machine's achievable
 /// bandwidth, for the ratio GB/s ÷ copy GB/s.
 /// Usage: hax_bench_ssm [--benchmark_filter=...] [--kokkos-num-threads=N]
-#include <hax/ssm/selective_scan.hpp>
-#include <hax/ssm/ssd.hpp>
+#include <benchmark/benchmark.h>
 
 #include <Kokkos_Core.hpp>
 #include <Kokkos_Random.hpp>
-#include <benchmark/benchmark.h>
-
 #include <algorithm>
 #include <cstdint>
+#include <hax/ssm/selective_scan.hpp>
+#include <hax/ssm/ssd.hpp>
 #include <string>
 
 namespace {
@@ -55,7 +54,7 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
   view<Space, T***> u("u", B, L, D), delta("delta", B, L, D), y("y", B, L, D);  // (B, L, D)
   view<Space, T*> delta_bias("delta_bias", D), Dskip("Dskip", D);               // (D)
   view<Space, T**> A("A", D, N);                                                // (D, N)
-  view<Space, T***> Bm("Bm", B, L, N), Cm("Cm", B, L, N);                        // (B, L, N)
+  view<Space, T***> Bm("Bm", B, L, N), Cm("Cm", B, L, N);                       // (B, L, N)
   randomize(space, u, 1);
   randomize(space, delta, 2, -3.0, 0.0);
   randomize(space, delta_bias, 3, -1.0, 0.0);
@@ -67,9 +66,10 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
   view<Space, T***> dy("dy", B, L, D);
   randomize(space, dy, 8);
   hax::ssm::SelectiveScanGrads<T, Mem> g{
-      view<Space, T***>("du", B, L, D), view<Space, T***>("ddelta", B, L, D),
+      view<Space, T***>("du", B, L, D),  view<Space, T***>("ddelta", B, L, D),
       view<Space, T*>("ddelta_bias", D), view<Space, T**>("dA", D, N),
-      view<Space, T***>("dB", B, L, N),  view<Space, T***>("dC", B, L, N), view<Space, T*>("dD", D)};
+      view<Space, T***>("dB", B, L, N),  view<Space, T***>("dC", B, L, N),
+      view<Space, T*>("dD", D)};
   auto run = [&] {
     auto const saved = hax::ssm::selective_scan_forward(space, in, y, {chunk});
     if (with_backward) {
@@ -82,13 +82,13 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
     run();
   }
   double const bld = double(B) * L * D, bln = double(B) * L * N;
-  double const cells = bld * N;                          // (b, t, d, n) state updates
+  double const cells = bld * N;  // (b, t, d, n) state updates
   double const saved_bytes = 4.0 * B * D * ((L + chunk - 1) / chunk) * N;
-  double flop = 8.0 * cells;                            // fwd: exp, dt·A, 2 mul, 2 fma
+  double flop = 8.0 * cells;  // fwd: exp, dt·A, 2 mul, 2 fma
   double bytes = 4.0 * (3 * bld + 2 * bln + 2.0 * D * N) + saved_bytes;  // u, delta, y, B, C, A
   if (with_backward) {
-    flop += 8.0 * cells + 16.0 * cells;                 // recompute + adjoint recurrence, dB/dC
-    bytes += 4.0 * (5 * bld + 4 * bln) + saved_bytes;   // u, delta, dy, du, ddelta; B, C, dB, dC
+    flop += 8.0 * cells + 16.0 * cells;                // recompute + adjoint recurrence, dB/dC
+    bytes += 4.0 * (5 * bld + 4 * bln) + saved_bytes;  // u, delta, dy, du, ddelta; B, C, dB, dC
   }
   set_counters(state, double(B) * L, flop, bytes);
 }
@@ -100,9 +100,9 @@ void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
   Space space;
   using Mem = typename Space::memory_space;
   view<Space, T****> x("x", B, L, H, P), y("y", B, L, H, P), dy("dy", B, L, H, P);  // (B,L,H,P)
-  view<Space, T***> dt("dt", B, L, H);                                               // (B, L, H)
-  view<Space, T*> dt_bias("dt_bias", H), A("A", H), Dskip("Dskip", H);               // (H)
-  view<Space, T***> Bm("Bm", B, L, N), Cm("Cm", B, L, N);                            // (B, L, N)
+  view<Space, T***> dt("dt", B, L, H);                                              // (B, L, H)
+  view<Space, T*> dt_bias("dt_bias", H), A("A", H), Dskip("Dskip", H);              // (H)
+  view<Space, T***> Bm("Bm", B, L, N), Cm("Cm", B, L, N);                           // (B, L, N)
   randomize(space, x, 1);
   randomize(space, dt, 2, -3.0, 0.0);
   randomize(space, dt_bias, 3, -1.0, 0.0);
@@ -112,9 +112,12 @@ void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
   randomize(space, Dskip, 7);
   randomize(space, dy, 8);
   hax::ssm::SsdInputs<T, Mem> in{x, dt, dt_bias, A, Bm, Cm, Dskip};
-  hax::ssm::SsdGrads<T, Mem> g{view<Space, T****>("dx", B, L, H, P), view<Space, T***>("ddt", B, L, H),
-                               view<Space, T*>("ddt_bias", H),       view<Space, T*>("dA", H),
-                               view<Space, T***>("dB", B, L, N),     view<Space, T***>("dC", B, L, N),
+  hax::ssm::SsdGrads<T, Mem> g{view<Space, T****>("dx", B, L, H, P),
+                               view<Space, T***>("ddt", B, L, H),
+                               view<Space, T*>("ddt_bias", H),
+                               view<Space, T*>("dA", H),
+                               view<Space, T***>("dB", B, L, N),
+                               view<Space, T***>("dC", B, L, N),
                                view<Space, T*>("dD", H)};
   auto run = [&] {
     auto const saved = hax::ssm::ssd_forward(space, in, y, {chunk});
@@ -138,8 +141,8 @@ void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
   if (with_backward) {
     // C·Bᵀ again, w (2 q H P), adjoints (2 HPN), dx and d acs (4 q H P + 6 HPN),
     // dB/dC (4 q N + 4 H P N)
-    flop += bl * 2 * q * N + 2 * blhp * q + 2 * blhpn + 4 * blhp * q + 6 * blhpn +
-            bl * 4 * q * N + 4 * blhpn;
+    flop += bl * 2 * q * N + 2 * blhp * q + 2 * blhpn + 4 * blhp * q + 6 * blhpn + bl * 4 * q * N +
+            4 * blhpn;
     bytes += 4.0 * (3 * blhp + 2 * bl * H + 4 * bl * N) + saved_bytes;  // x, dy, dx; dt, ddt; ...
   }
   set_counters(state, bl, flop, bytes);

@@ -16,12 +16,10 @@
 #pragma once
 
 #include <Kokkos_Core.hpp>
-
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/policy.hpp>
-
 #include <type_traits>
 
 namespace hax::ssm {
@@ -31,13 +29,13 @@ template <class T, class MemorySpace>
 struct SelectiveScanInputs {
   template <class D>
   using view = Kokkos::View<D, Kokkos::LayoutRight, MemorySpace>;
-  view<T const***> u;          // (B, L, D)  input
-  view<T const***> delta;      // (B, L, D)  time step before softplus
-  view<T const*> delta_bias;   // (D)
-  view<T const**> A;           // (D, N)     state matrix (negative for a stable scan)
-  view<T const***> Bm;         // (B, L, N)  input-dependent B
-  view<T const***> Cm;         // (B, L, N)  input-dependent C
-  view<T const*> Dskip;        // (D)        skip connection
+  view<T const***> u;         // (B, L, D)  input
+  view<T const***> delta;     // (B, L, D)  time step before softplus
+  view<T const*> delta_bias;  // (D)
+  view<T const**> A;          // (D, N)     state matrix (negative for a stable scan)
+  view<T const***> Bm;        // (B, L, N)  input-dependent B
+  view<T const***> Cm;        // (B, L, N)  input-dependent C
+  view<T const*> Dskip;       // (D)        skip connection
 };
 
 /// Gradients of the selective scan. Input gradients are written (=); parameter gradients
@@ -46,13 +44,13 @@ template <class T, class MemorySpace>
 struct SelectiveScanGrads {
   template <class D>
   using view = Kokkos::View<D, Kokkos::LayoutRight, MemorySpace>;
-  view<T***> du;           // (B, L, D)  =
-  view<T***> ddelta;       // (B, L, D)  =  (with respect to delta before softplus)
-  view<T*> ddelta_bias;    // (D)        +=
-  view<T**> dA;            // (D, N)     +=
-  view<T***> dB;           // (B, L, N)  =
-  view<T***> dC;           // (B, L, N)  =
-  view<T*> dD;             // (D)        +=
+  view<T***> du;         // (B, L, D)  =
+  view<T***> ddelta;     // (B, L, D)  =  (with respect to delta before softplus)
+  view<T*> ddelta_bias;  // (D)        +=
+  view<T**> dA;          // (D, N)     +=
+  view<T***> dB;         // (B, L, N)  =
+  view<T***> dC;         // (B, L, N)  =
+  view<T*> dD;           // (D)        +=
 };
 
 /// What the forward keeps for the backward: the state at the start of every chunk.
@@ -81,10 +79,10 @@ void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in,
   core::require(in.Cm.extent(0) == B && in.Cm.extent(1) == L && in.Cm.extent(2) == N, op, "C ",
                 shape_of(in.Cm), " must be (B, L, N) for u ", shape_of(in.u), " and A ",
                 shape_of(in.A));
-  core::require(in.Dskip.extent(0) == D, op, "Dskip ", shape_of(in.Dskip),
-                " must be (D) for u ", shape_of(in.u));
-  core::require(y.extent(0) == B && y.extent(1) == L && y.extent(2) == D, op, "y/dy ",
-                shape_of(y), " must match u ", shape_of(in.u), " (B, L, D)");
+  core::require(in.Dskip.extent(0) == D, op, "Dskip ", shape_of(in.Dskip), " must be (D) for u ",
+                shape_of(in.u));
+  core::require(y.extent(0) == B && y.extent(1) == L && y.extent(2) == D, op, "y/dy ", shape_of(y),
+                " must match u ", shape_of(in.u), " (B, L, D)");
 }
 
 /// Forward: one thread per (b, d) walks t, saving the state at every chunk start.
@@ -107,12 +105,16 @@ void selective_scan_forward_kernel(Space const& space, SelectiveScanInputs<T, Me
         int const b = i / D;  // d fastest: neighbouring threads read neighbouring u(b, t, d)
         int const d = i % D;
         T h[kCap];  // (N) the running state of channel (b, d)
-        for (int n = 0; n < N; ++n) { h[n] = T(0); }
+        for (int n = 0; n < N; ++n) {
+          h[n] = T(0);
+        }
         T const bias = delta_bias(d);
         T const skip = Dskip(d);
         for (int t = 0; t < L; ++t) {
           if (t % chunk == 0) {  // checkpoint: the state before this chunk
-            for (int n = 0; n < N; ++n) { states(b, d, t / chunk, n) = h[n]; }
+            for (int n = 0; n < N; ++n) {
+              states(b, d, t / chunk, n) = h[n];
+            }
           }
           T const dt = softplus(delta(b, t, d) + bias);
           T const ut = u(b, t, d);
@@ -131,16 +133,17 @@ void selective_scan_forward_kernel(Space const& space, SelectiveScanInputs<T, Me
 /// Writes du, ddelta and the adjoints gs (for dB); accumulates per-(b, d) partial parameter
 /// gradients; carries g across chunk boundaries in `carry`.
 template <int kCap, class Space, class T, class Mem>
-void selective_scan_backward_chunk(
-    Space const& space, SelectiveScanInputs<T, Mem> const& in,
-    Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
-    SelectiveScanGrads<T, Mem> const& grads,
-    Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
-    Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
-    Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs,
-    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& carry,
-    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_dA,
-    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_bd, int chunk, int c) {
+void selective_scan_backward_chunk(Space const& space, SelectiveScanInputs<T, Mem> const& in,
+                                   Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
+                                   SelectiveScanGrads<T, Mem> const& grads,
+                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
+                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
+                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs,
+                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& dtu,
+                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& carry,
+                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_dA,
+                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_bd,
+                                   int chunk, int c) {
   auto const u = in.u;
   auto const delta = in.delta;
   auto const delta_bias = in.delta_bias;
@@ -161,14 +164,16 @@ void selective_scan_backward_chunk(
         T const bias = delta_bias(d);
         T const skip = Dskip(d);
         T h[kCap];  // (N) state, recomputed from the checkpoint
-        for (int n = 0; n < N; ++n) { h[n] = states(b, d, c, n); }
+        for (int n = 0; n < N; ++n) {
+          h[n] = states(b, d, c, n);
+        }
         for (int k = 0; k < len; ++k) {
           int const t = cs + k;
           T const dt = softplus(delta(b, t, d) + bias);
           T const ut = u(b, t, d);
           for (int n = 0; n < N; ++n) {
             h[n] = Kokkos::exp(dt * A(d, n)) * h[n] + dt * Bm(b, t, n) * ut;
-            hs(b, d, k, n) = h[n];
+            hs(b, k, d, n) = h[n];
           }
         }
         T g[kCap];    // (N) adjoint dLoss/dh_t carried backwards (without dy_t C_t yet)
@@ -188,17 +193,18 @@ void selective_scan_backward_chunk(
           T ddt = T(0);  // dLoss/d dt_t
           T dut = T(0);  // dLoss/du_t through the state
           for (int n = 0; n < N; ++n) {
-            T const hprev = k > 0 ? hs(b, d, k - 1, n) : states(b, d, c, n);
+            T const hprev = k > 0 ? hs(b, k - 1, d, n) : states(b, d, c, n);
             T const an = A(d, n);
             T const a = Kokkos::exp(dt * an);
             T const bn = Bm(b, t, n);
-            T const gn = g[n] + dyt * Cm(b, t, n);  // total dLoss/dh_t
+            T const gn = g[n] + dyt * Cm(b, t, n);   // total dLoss/dh_t
             ddt += gn * (hprev * a * an + bn * ut);  // dh_t/d dt = A a h_{t-1} + B u
-            dAl[n] += gn * hprev * a * dt;          // dh_t/dA = dt a h_{t-1}
+            dAl[n] += gn * hprev * a * dt;           // dh_t/dA = dt a h_{t-1}
             dut += gn * dt * bn;
-            gs(b, d, k, n) = gn;
+            gs(b, k, d, n) = gn;
             g[n] = gn * a;  // h_{t-1} reaches h_t through a
           }
+          dtu(b, k, d) = dt * ut;
           du(b, t, d) = dut + skip * dyt;
           T const dd = ddt * sigmoid(x);  // softplus' = sigmoid
           ddelta(b, t, d) = dd;
@@ -214,17 +220,16 @@ void selective_scan_backward_chunk(
       });
 }
 
-/// dB_t[n] = Σ_d g_t[d, n] dt_t[d] u_t[d] and dC_t[n] = Σ_d dy_t[d] h_t[d, n] for chunk c.
+/// dB_t[n] = Σ_d g_t[d, n] (dt_t u_t)[d] and dC_t[n] = Σ_d dy_t[d] h_t[d, n] for chunk c.
 template <class Space, class T, class Mem>
 void selective_scan_backward_bc(Space const& space, SelectiveScanInputs<T, Mem> const& in,
                                 Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
                                 SelectiveScanGrads<T, Mem> const& grads,
                                 Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
-                                Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs, int chunk,
+                                Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs,
+                                Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& dtu, int chunk,
                                 int c) {
   auto const u = in.u;
-  auto const delta = in.delta;
-  auto const delta_bias = in.delta_bias;
   auto const dB = grads.dB;
   auto const dC = grads.dC;
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2);
@@ -239,9 +244,8 @@ void selective_scan_backward_bc(Space const& space, SelectiveScanInputs<T, Mem> 
         T db = T(0);
         T dc = T(0);
         for (int d = 0; d < D; ++d) {
-          T const dt = softplus(delta(b, t, d) + delta_bias(d));
-          db += gs(b, d, k, n) * dt * u(b, t, d);
-          dc += dy(b, t, d) * hs(b, d, k, n);
+          db += gs(b, k, d, n) * dtu(b, k, d);
+          dc += dy(b, t, d) * hs(b, k, d, n);
         }
         dB(b, t, n) = db;
         dC(b, t, n) = dc;
@@ -259,11 +263,10 @@ void selective_scan_backward_bc(Space const& space, SelectiveScanInputs<T, Mem> 
 /// \return the chunk-start states (B, D, ceil(L / chunk), N) the backward needs (with `in`).
 /// Throws hax::invalid_argument on mismatched shapes, chunk < 1 or N > 256.
 template <execution_space Space, class T, class Mem>
-  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
-SelectiveScanSaved<T, Mem> selective_scan_forward(
-    Space const& space, SelectiveScanInputs<T, Mem> const& in,
-    Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
-    ChunkBoundaries checkpoint = ChunkBoundaries{}) {
+requires view_accessible_from<Kokkos::View<T*, Mem>, Space> SelectiveScanSaved<T, Mem>
+selective_scan_forward(Space const& space, SelectiveScanInputs<T, Mem> const& in,
+                       Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
+                       ChunkBoundaries checkpoint = ChunkBoundaries{}) {
   char const* op = "hax::ssm::selective_scan_forward";
   impl::check_selective_scan(op, in, y, checkpoint.chunk);
   int const B = in.u.extent_int(0), L = in.u.extent_int(1), D = in.u.extent_int(2);
@@ -290,14 +293,14 @@ SelectiveScanSaved<T, Mem> selective_scan_forward(
 }
 
 /// Backward of the selective scan: walks the chunks in reverse, recomputing each chunk's states
-/// from its checkpoint (workspace (B, D, chunk, N), twice), so no (B, L, D, N) tensor exists.
+/// from its checkpoint (workspaces (B, chunk, D, N) ×2 and (B, chunk, D)), so no (B, L, D, N) tensor exists.
 ///
 /// \param in [in] the forward's inputs; \param saved [in] what the forward returned.
 /// \param dy [in] (B, L, D) gradient of the loss with respect to y.
 /// \param grads [out] du, ddelta, dB, dC written; ddelta_bias, dA, dD accumulated (+=).
 /// Asynchronous on `space`; 2 kernels per chunk plus 2.
 template <execution_space Space, class T, class Mem>
-  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
+requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
 void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> const& in,
                              SelectiveScanSaved<T, Mem> const& saved,
                              impl::const_view<T const***, Mem> const& dy,
@@ -334,18 +337,22 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
   using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
   using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
   int const K = Kokkos::min(chunk, L);
-  view4 hs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_h"), B, D,
-           K, N);  // (B, D, K, N) recomputed states of one chunk
-  view4 gs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_g"), B, D,
-           K, N);  // (B, D, K, N) adjoints of one chunk
+  // Chunk workspaces with d inside k, so the reductions over d in the dB/dC kernel read
+  // contiguous (D, N) slabs.
+  view4 hs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_h"), B, K,
+           D, N);  // (B, K, D, N) recomputed states of one chunk
+  view4 gs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_g"), B, K,
+           D, N);  // (B, K, D, N) adjoints of one chunk
+  view3 dtu(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_dtu"), B,
+            K, D);  // (B, K, D) dt_t u_t of one chunk, for dB
   view3 carry(Kokkos::view_alloc(space, "hax::ssm::scan_carry"), B, D, N);      // (B, D, N)
   view3 part_dA(Kokkos::view_alloc(space, "hax::ssm::scan_part_dA"), B, D, N);  // (B, D, N)
   view3 part_bd(Kokkos::view_alloc(space, "hax::ssm::scan_part_bd"), B, D, 2);  // (B, D, 2)
   impl::dispatch_capacity(N, op, [&]<int kCap>() {
     for (int c = n_chunks - 1; c >= 0; --c) {
-      impl::selective_scan_backward_chunk<kCap>(space, in, dy, grads, st, hs, gs, carry, part_dA,
-                                                part_bd, chunk, c);
-      impl::selective_scan_backward_bc(space, in, dy, grads, hs, gs, chunk, c);
+      impl::selective_scan_backward_chunk<kCap>(space, in, dy, grads, st, hs, gs, dtu, carry,
+                                                part_dA, part_bd, chunk, c);
+      impl::selective_scan_backward_bc(space, in, dy, grads, hs, gs, dtu, chunk, c);
     }
   });
   // Reductions over b of the per-(b, d) partial sums (each element written by one thread).
@@ -357,7 +364,9 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
       Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {D, N}),
       KOKKOS_LAMBDA(int d, int n) {
         T sa = T(0);
-        for (int b = 0; b < B; ++b) { sa += part_dA(b, d, n); }
+        for (int b = 0; b < B; ++b) {
+          sa += part_dA(b, d, n);
+        }
         dA(d, n) += sa;
         if (n == 0) {
           T sb = T(0);
@@ -391,17 +400,14 @@ void selective_scan_backward(SelectiveScanInputs<T, Mem> const& in,
 /// \param delta_bias, Dskip [in] (D); \param A [in] (D, N); \param Bm, Cm [in] (B, N).
 /// \param y [out] (B, D). Asynchronous on `space`.
 template <execution_space Space, class T, class Mem>
-  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
-void selective_scan_step(Space const& space,
-                         Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& state,
-                         impl::const_view<T const**, Mem> const& u,
-                         impl::const_view<T const**, Mem> const& delta,
-                         impl::const_view<T const*, Mem> const& delta_bias,
-                         impl::const_view<T const**, Mem> const& A,
-                         impl::const_view<T const**, Mem> const& Bm,
-                         impl::const_view<T const**, Mem> const& Cm,
-                         impl::const_view<T const*, Mem> const& Dskip,
-                         Kokkos::View<T**, Kokkos::LayoutRight, Mem> const& y) {
+requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
+void selective_scan_step(
+    Space const& space, Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& state,
+    impl::const_view<T const**, Mem> const& u, impl::const_view<T const**, Mem> const& delta,
+    impl::const_view<T const*, Mem> const& delta_bias, impl::const_view<T const**, Mem> const& A,
+    impl::const_view<T const**, Mem> const& Bm, impl::const_view<T const**, Mem> const& Cm,
+    impl::const_view<T const*, Mem> const& Dskip,
+    Kokkos::View<T**, Kokkos::LayoutRight, Mem> const& y) {
   char const* op = "hax::ssm::selective_scan_step";
   int const B = state.extent_int(0), D = state.extent_int(1), N = state.extent_int(2);
   core::require(u.extent_int(0) == B && u.extent_int(1) == D && delta.extent_int(0) == B &&
@@ -409,8 +415,8 @@ void selective_scan_step(Space const& space,
                 op, "u ", impl::shape_of(u), ", delta ", impl::shape_of(delta), " and y ",
                 impl::shape_of(y), " must be (B, D) for state ", impl::shape_of(state),
                 " (B, D, N)");
-  core::require(delta_bias.extent_int(0) == D && Dskip.extent_int(0) == D &&
-                    A.extent_int(0) == D && A.extent_int(1) == N,
+  core::require(delta_bias.extent_int(0) == D && Dskip.extent_int(0) == D && A.extent_int(0) == D &&
+                    A.extent_int(1) == N,
                 op, "delta_bias ", impl::shape_of(delta_bias), ", Dskip ", impl::shape_of(Dskip),
                 ", A ", impl::shape_of(A), " must be (D), (D), (D, N) for state ",
                 impl::shape_of(state));

@@ -17,12 +17,10 @@
 #pragma once
 
 #include <Kokkos_Core.hpp>
-
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/policy.hpp>
-
 #include <string>
 
 namespace hax::ssm {
@@ -120,12 +118,15 @@ void ssd_cb(Space const& space, SsdInputs<T, Mem> const& in, int chunk,
   int const B = Bm.extent_int(0), L = Bm.extent_int(1), N = Bm.extent_int(2);
   int const Q = cb.extent_int(2);
   Kokkos::parallel_for(
-      "hax::ssm::ssd_cb", Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, Q}),
+      "hax::ssm::ssd_cb",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, Q}),
       KOKKOS_LAMBDA(int b, int t, int jj) {
         int const j = (t / chunk) * chunk + jj;
         T s = T(0);
         if (j <= t) {
-          for (int n = 0; n < N; ++n) { s += Cm(b, t, n) * Bm(b, j, n); }
+          for (int n = 0; n < N; ++n) {
+            s += Cm(b, t, n) * Bm(b, j, n);
+          }
         }
         cb(b, t, jj) = s;
       });
@@ -168,10 +169,10 @@ void ssd_chunk_pass(Space const& space, Kokkos::View<T***, Kokkos::LayoutRight, 
 /// \return the chunk-start states (B, H, ceil(L / Q), P, N) for the backward.
 /// Throws hax::invalid_argument on mismatched shapes or chunk < 1.
 template <execution_space Space, class T, class Mem>
-  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
-SsdSaved<T, Mem> ssd_forward(Space const& space, SsdInputs<T, Mem> const& in,
-                             Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& y,
-                             ChunkBoundaries checkpoint = ChunkBoundaries{256}) {
+requires view_accessible_from<Kokkos::View<T*, Mem>, Space> SsdSaved<T, Mem> ssd_forward(
+    Space const& space, SsdInputs<T, Mem> const& in,
+    Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& y,
+    ChunkBoundaries checkpoint = ChunkBoundaries{256}) {
   impl::check_ssd("hax::ssm::ssd_forward", in, y, checkpoint.chunk);
   int const chunk = checkpoint.chunk;
   auto const x = in.x;
@@ -191,9 +192,9 @@ SsdSaved<T, Mem> ssd_forward(Space const& space, SsdInputs<T, Mem> const& in,
   if (B == 0 || L == 0 || H == 0) {
     return saved;
   }
-  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);     // (B, L, H) softplus(dt + dt_bias)
-  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);    // (B, L, H) within-chunk cumsum of dt·A
-  view3 cb(alloc("hax::ssm::ssd_cb"), B, L, Q);      // (B, L, Q) C_t·B_j inside the chunk
+  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);   // (B, L, H) softplus(dt + dt_bias)
+  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);  // (B, L, H) within-chunk cumsum of dt·A
+  view3 cb(alloc("hax::ssm::ssd_cb"), B, L, Q);    // (B, L, Q) C_t·B_j inside the chunk
   impl::ssd_decay(space, in, chunk, dtv, acs);
   impl::ssd_cb(space, in, chunk, cb);
 
@@ -206,10 +207,14 @@ SsdSaved<T, Mem> ssd_forward(Space const& space, SsdInputs<T, Mem> const& in,
         int const cs = c * chunk;
         int const last = Kokkos::min(cs + chunk, L) - 1;
         T const a_last = acs(b, last, h);
-        for (int n = 0; n < N; ++n) { states(b, h, c, p, n) = T(0); }
+        for (int n = 0; n < N; ++n) {
+          states(b, h, c, p, n) = T(0);
+        }
         for (int j = cs; j <= last; ++j) {  // one exp per (j, p), reused for every n
           T const wj = Kokkos::exp(a_last - acs(b, j, h)) * dtv(b, j, h) * x(b, j, h, p);
-          for (int n = 0; n < N; ++n) { states(b, h, c, p, n) += wj * Bm(b, j, n); }
+          for (int n = 0; n < N; ++n) {
+            states(b, h, c, p, n) += wj * Bm(b, j, n);
+          }
         }
       });
   // ... then the recurrence over chunks turns them into the state at each chunk's start.
@@ -226,13 +231,17 @@ SsdSaved<T, Mem> ssd_forward(Space const& space, SsdInputs<T, Mem> const& in,
         // inter-chunk: the state carried into the chunk, decayed to t, read by C_t; plus the skip
         for (int p = 0; p < P; ++p) {
           T inter = T(0);
-          for (int n = 0; n < N; ++n) { inter += states(b, h, c, p, n) * Cm(b, t, n); }
+          for (int n = 0; n < N; ++n) {
+            inter += states(b, h, c, p, n) * Cm(b, t, n);
+          }
           y(b, t, h, p) = e_t * inter + Dskip(h) * x(b, t, h, p);
         }
         // intra-chunk: the causal, decay-masked quadratic form (C Bᵀ ⊙ L) (dt x), one exp per j
         for (int j = cs; j <= t; ++j) {
           T const wj = cb(b, t, j - cs) * Kokkos::exp(at - acs(b, j, h)) * dtv(b, j, h);
-          for (int p = 0; p < P; ++p) { y(b, t, h, p) += wj * x(b, j, h, p); }
+          for (int p = 0; p < P; ++p) {
+            y(b, t, h, p) += wj * x(b, j, h, p);
+          }
         }
       });
   return saved;
@@ -256,7 +265,7 @@ SsdSaved<T, Mem> ssd_forward(SsdInputs<T, Mem> const& in,
 /// \param grads [out] dx, ddt, dB, dC written; ddt_bias, dA, dD accumulated (+=).
 /// Asynchronous on `space`; 11 kernels whatever L is.
 template <execution_space Space, class T, class Mem>
-  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
+requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
 void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, Mem> const& saved,
                   impl::const_view<T const****, Mem> const& dy, SsdGrads<T, Mem> const& grads) {
   char const* op = "hax::ssm::ssd_backward";
@@ -292,9 +301,8 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
                 " must match B ", impl::shape_of(Bm));
   core::require(grads.ddt_bias.extent_int(0) == H && grads.dA.extent_int(0) == H &&
                     grads.dD.extent_int(0) == H,
-                op, "ddt_bias ", impl::shape_of(grads.ddt_bias), ", dA ",
-                impl::shape_of(grads.dA), ", dD ", impl::shape_of(grads.dD), " must be (H) for x ",
-                impl::shape_of(x));
+                op, "ddt_bias ", impl::shape_of(grads.ddt_bias), ", dA ", impl::shape_of(grads.dA),
+                ", dD ", impl::shape_of(grads.dD), " must be (H) for x ", impl::shape_of(x));
   if (B == 0 || L == 0 || H == 0) {
     return;
   }
@@ -305,13 +313,13 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
   auto alloc = [&](char const* label) {
     return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
   };
-  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);      // (B, L, H)
-  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);     // (B, L, H)
-  view3 dacs(alloc("hax::ssm::ssd_dacs"), B, L, H);   // (B, L, H) dLoss/d acs_t
-  view3 cb(alloc("hax::ssm::ssd_cb"), B, L, Q);       // (B, L, Q) C_t·B_j
-  view3 w(alloc("hax::ssm::ssd_w"), B, L, Q);         // (B, L, Q) Σ_h decay dt_j (dy_t·x_j)
+  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);     // (B, L, H)
+  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);    // (B, L, H)
+  view3 dacs(alloc("hax::ssm::ssd_dacs"), B, L, H);  // (B, L, H) dLoss/d acs_t
+  view3 cb(alloc("hax::ssm::ssd_cb"), B, L, Q);      // (B, L, Q) C_t·B_j
+  view3 w(alloc("hax::ssm::ssd_w"), B, L, Q);        // (B, L, Q) Σ_h decay dt_j (dy_t·x_j)
   view5 G(alloc("hax::ssm::ssd_chunk_adjoints"), B, H, n_chunks, P, N);  // (B, H, nc, P, N)
-  view4 part(alloc("hax::ssm::ssd_part"), B, H, n_chunks, 3);          // (B, H, nc, 3)
+  view4 part(alloc("hax::ssm::ssd_part"), B, H, n_chunks, 3);            // (B, H, nc, 3)
   impl::ssd_decay(space, in, chunk, dtv, acs);
   impl::ssd_cb(space, in, chunk, cb);
 
@@ -325,7 +333,9 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
         if (j <= t) {
           for (int h = 0; h < H; ++h) {
             T dot = T(0);
-            for (int p = 0; p < P; ++p) { dot += dy(b, t, h, p) * x(b, j, h, p); }
+            for (int p = 0; p < P; ++p) {
+              dot += dy(b, t, h, p) * x(b, j, h, p);
+            }
             s += Kokkos::exp(acs(b, t, h) - acs(b, j, h)) * dtv(b, j, h) * dot;
           }
         }
@@ -340,10 +350,14 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
       KOKKOS_LAMBDA(int b, int h, int c, int p) {
         int const cs = c * chunk;
         int const ce = Kokkos::min(cs + chunk, L);
-        for (int n = 0; n < N; ++n) { G(b, h, c, p, n) = T(0); }
+        for (int n = 0; n < N; ++n) {
+          G(b, h, c, p, n) = T(0);
+        }
         for (int i = cs; i < ce; ++i) {
           T const wi = Kokkos::exp(acs(b, i, h)) * dy(b, i, h, p);
-          for (int n = 0; n < N; ++n) { G(b, h, c, p, n) += wi * Cm(b, i, n); }
+          for (int n = 0; n < N; ++n) {
+            G(b, h, c, p, n) += wi * Cm(b, i, n);
+          }
         }
       });
   impl::ssd_chunk_pass(space, acs, chunk, true, G);
@@ -362,15 +376,21 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
         T const dtt = dtv(b, t, h);
         T const e_last = Kokkos::exp(acs(b, last, h) - at);
         // gB[p] = Σ_n g_t[p, n] B_t[n], with g_t = dLoss/dS_t; accumulated in dx(b, t, h, :)
-        for (int p = 0; p < P; ++p) { dx(b, t, h, p) = T(0); }
+        for (int p = 0; p < P; ++p) {
+          dx(b, t, h, p) = T(0);
+        }
         for (int i = t; i <= last; ++i) {
           T const wi = Kokkos::exp(acs(b, i, h) - at) * cb(b, i, t - cs);
-          for (int p = 0; p < P; ++p) { dx(b, t, h, p) += wi * dy(b, i, h, p); }
+          for (int p = 0; p < P; ++p) {
+            dx(b, t, h, p) += wi * dy(b, i, h, p);
+          }
         }
         T xg = T(0);  // Σ_p x_t[p] gB[p] = Σ_{p,n} g_t ⊙ (x_t ⊗ B_t)
         for (int p = 0; p < P; ++p) {
           T gb_inter = T(0);
-          for (int n = 0; n < N; ++n) { gb_inter += G(b, h, c, p, n) * Bm(b, t, n); }
+          for (int n = 0; n < N; ++n) {
+            gb_inter += G(b, h, c, p, n) * Bm(b, t, n);
+          }
           T const gb = dx(b, t, h, p) + e_last * gb_inter;
           xg += x(b, t, h, p) * gb;
           dx(b, t, h, p) = dtt * gb + Dskip(h) * dy(b, t, h, p);
@@ -380,20 +400,26 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
         T m = T(0);
         for (int j = cs; j <= t; ++j) {
           T dot = T(0);
-          for (int p = 0; p < P; ++p) { dot += dy(b, t, h, p) * x(b, j, h, p); }
+          for (int p = 0; p < P; ++p) {
+            dot += dy(b, t, h, p) * x(b, j, h, p);
+          }
           m += cb(b, t, j - cs) * Kokkos::exp(at - acs(b, j, h)) * dtv(b, j, h) * dot;
         }
         T inter = T(0);
         for (int p = 0; p < P; ++p) {
           T sc = T(0);
-          for (int n = 0; n < N; ++n) { sc += states(b, h, c, p, n) * Cm(b, t, n); }
+          for (int n = 0; n < N; ++n) {
+            sc += states(b, h, c, p, n) * Cm(b, t, n);
+          }
           inter += dy(b, t, h, p) * sc;
         }
         m += Kokkos::exp(at) * inter;
         if (t == last && c + 1 < n_chunks) {
           T ge = T(0);  // <G(c), S_end(c)>, S_end(c) = S_start(c + 1)
           for (int p = 0; p < P; ++p) {
-            for (int n = 0; n < N; ++n) { ge += G(b, h, c, p, n) * states(b, h, c + 1, p, n); }
+            for (int n = 0; n < N; ++n) {
+              ge += G(b, h, c, p, n) * states(b, h, c + 1, p, n);
+            }
           }
           m += ge;
         }
@@ -420,7 +446,9 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
           ddt(b, t, h) = g;
           s_bias += g;
           s_a += run * dtv(b, t, h);
-          for (int p = 0; p < P; ++p) { s_d += dy(b, t, h, p) * x(b, t, h, p); }
+          for (int p = 0; p < P; ++p) {
+            s_d += dy(b, t, h, p) * x(b, t, h, p);
+          }
         }
         part(b, h, c, 0) = s_bias;
         part(b, h, c, 1) = s_a;
@@ -457,9 +485,13 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
         int const cs = c * chunk;
         int const last = Kokkos::min(cs + chunk, L) - 1;
         T sc = T(0);
-        for (int j = cs; j <= t; ++j) { sc += w(b, t, j - cs) * Bm(b, j, n); }
+        for (int j = cs; j <= t; ++j) {
+          sc += w(b, t, j - cs) * Bm(b, j, n);
+        }
         T sb = T(0);
-        for (int i = t; i <= last; ++i) { sb += w(b, i, t - cs) * Cm(b, i, n); }
+        for (int i = t; i <= last; ++i) {
+          sb += w(b, i, t - cs) * Cm(b, i, n);
+        }
         for (int h = 0; h < H; ++h) {
           T const at = acs(b, t, h);
           T ic = T(0);
@@ -491,13 +523,12 @@ void ssd_backward(SsdInputs<T, Mem> const& in, SsdSaved<T, Mem> const& saved,
 /// \param x [in] (B, H, P); \param dt [in] (B, H) before softplus; \param dt_bias, A, Dskip [in]
 /// (H); \param Bm, Cm [in] (B, N); \param y [out] (B, H, P). Asynchronous on `space`.
 template <execution_space Space, class T, class Mem>
-  requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
+requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
 void ssd_step(Space const& space, Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& state,
               impl::const_view<T const***, Mem> const& x,
               impl::const_view<T const**, Mem> const& dt,
               impl::const_view<T const*, Mem> const& dt_bias,
-              impl::const_view<T const*, Mem> const& A,
-              impl::const_view<T const**, Mem> const& Bm,
+              impl::const_view<T const*, Mem> const& A, impl::const_view<T const**, Mem> const& Bm,
               impl::const_view<T const**, Mem> const& Cm,
               impl::const_view<T const*, Mem> const& Dskip,
               Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y) {
@@ -539,8 +570,7 @@ void ssd_step(Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& state,
               impl::const_view<T const***, Mem> const& x,
               impl::const_view<T const**, Mem> const& dt,
               impl::const_view<T const*, Mem> const& dt_bias,
-              impl::const_view<T const*, Mem> const& A,
-              impl::const_view<T const**, Mem> const& Bm,
+              impl::const_view<T const*, Mem> const& A, impl::const_view<T const**, Mem> const& Bm,
               impl::const_view<T const**, Mem> const& Cm,
               impl::const_view<T const*, Mem> const& Dskip,
               Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y) {

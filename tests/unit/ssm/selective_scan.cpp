@@ -1,15 +1,13 @@
 // SPDX-License-Identifier: MIT
-#include <hax/core/error.hpp>
-#include <hax/reference/ssm/selective_scan.hpp>
-#include <hax/ssm/selective_scan.hpp>
-
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
-
 #include <cstddef>
 #include <cstdint>
+#include <hax/core/error.hpp>
+#include <hax/reference/ssm/selective_scan.hpp>
+#include <hax/ssm/selective_scan.hpp>
 #include <vector>
 
 #include "support/compare.hpp"
@@ -55,15 +53,20 @@ void upload(V const& v, std::vector<T> const& x) {
 /// Device copies of a problem.
 template <class T>
 struct DeviceProblem {
-  view3<T> u, delta;         // (B, L, D)
-  view1<T> delta_bias;       // (D)
-  view2<T> A;                // (D, N)
-  view3<T> Bm, Cm;           // (B, L, N)
-  view1<T> Dskip;            // (D)
+  view3<T> u, delta;    // (B, L, D)
+  view1<T> delta_bias;  // (D)
+  view2<T> A;           // (D, N)
+  view3<T> Bm, Cm;      // (B, L, N)
+  view1<T> Dskip;       // (D)
 
   explicit DeviceProblem(hax::reference::ssm::SelectiveScanProblem<T> const& p)
-      : u("u", p.B, p.L, p.D), delta("delta", p.B, p.L, p.D), delta_bias("delta_bias", p.D),
-        A("A", p.D, p.N), Bm("Bm", p.B, p.L, p.N), Cm("Cm", p.B, p.L, p.N), Dskip("Dskip", p.D) {
+      : u("u", p.B, p.L, p.D),
+        delta("delta", p.B, p.L, p.D),
+        delta_bias("delta_bias", p.D),
+        A("A", p.D, p.N),
+        Bm("Bm", p.B, p.L, p.N),
+        Cm("Cm", p.B, p.L, p.N),
+        Dskip("Dskip", p.D) {
     upload(u, p.u);
     upload(delta, p.delta);
     upload(delta_bias, p.delta_bias);
@@ -113,9 +116,9 @@ TEMPLATE_TEST_CASE("selective scan: chunked forward and backward match the seque
   CHECK(saved.chunk_states.extent_int(2) == (static_cast<int>(L) + chunk - 1) / chunk);
 
   // Parameter gradients start nonzero: the op must accumulate (+=) into them.
-  hax::ssm::SelectiveScanGrads<T, Mem> g{view3<T>("du", B, L, D),  view3<T>("ddelta", B, L, D),
+  hax::ssm::SelectiveScanGrads<T, Mem> g{view3<T>("du", B, L, D),    view3<T>("ddelta", B, L, D),
                                          view1<T>("ddelta_bias", D), view2<T>("dA", D, N),
-                                         view3<T>("dB", B, L, N),  view3<T>("dC", B, L, N),
+                                         view3<T>("dB", B, L, N),    view3<T>("dC", B, L, N),
                                          view1<T>("dD", D)};
   auto const dbias0 = hax::test::fill_random(g.ddelta_bias, 11);
   auto const dA0 = hax::test::fill_random(g.dA, 12);
@@ -131,22 +134,30 @@ TEMPLATE_TEST_CASE("selective scan: chunked forward and backward match the seque
   using tol = hax::test::tolerance<T>;
   REQUIRE(hax::test::max_abs(as_double(yref)) > 0.1);
   hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
-  hax::test::check_close(hax::test::to_vector(g.du), as_double(gref.du), tol::rtol, tol::atol, "du");
+  hax::test::check_close(hax::test::to_vector(g.du), as_double(gref.du), tol::rtol, tol::atol,
+                         "du");
   hax::test::check_close(hax::test::to_vector(g.ddelta), as_double(gref.ddelta), tol::rtol,
                          tol::atol, "ddelta");
-  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol, "dB");
-  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol, "dC");
+  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
+                         "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
+                         "dC");
   auto plus = [](std::vector<double> a, std::vector<T> const& b) {
-    for (std::size_t i = 0; i < a.size(); ++i) { a[i] += static_cast<double>(b[i]); }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      a[i] += static_cast<double>(b[i]);
+    }
     return a;
   };
   hax::test::check_close(hax::test::to_vector(g.ddelta_bias), plus(dbias0, gref.ddelta_bias),
                          tol::rtol, tol::atol, "ddelta_bias");
-  hax::test::check_close(hax::test::to_vector(g.dA), plus(dA0, gref.dA), tol::rtol, tol::atol, "dA");
-  hax::test::check_close(hax::test::to_vector(g.dD), plus(dD0, gref.dD), tol::rtol, tol::atol, "dD");
+  hax::test::check_close(hax::test::to_vector(g.dA), plus(dA0, gref.dA), tol::rtol, tol::atol,
+                         "dA");
+  hax::test::check_close(hax::test::to_vector(g.dD), plus(dD0, gref.dD), tol::rtol, tol::atol,
+                         "dD");
 }
 
-TEST_CASE("selective scan: Checkpoint All equals chunk 1 and the reference", "[ssm][selective_scan]") {
+TEST_CASE("selective scan: Checkpoint All equals chunk 1 and the reference",
+          "[ssm][selective_scan]") {
   auto const p = random_problem<double>(2, 13, 3, 5, 5);
   test_space space;
   DeviceProblem<double> dev(p);
@@ -182,7 +193,9 @@ TEMPLATE_TEST_CASE("selective scan: step mode equals the parallel forward", "[ss
     space.fence();
     auto const y = hax::test::to_vector(yt);
     for (std::size_t b = 0; b < B; ++b) {
-      for (std::size_t d = 0; d < D; ++d) { ystep[(b * L + t) * D + d] = y[b * D + d]; }
+      for (std::size_t d = 0; d < D; ++d) {
+        ystep[(b * L + t) * D + d] = y[b * D + d];
+      }
     }
   }
   using tol = hax::test::tolerance<T>;
@@ -217,7 +230,9 @@ TEST_CASE("selective scan: finite-difference gradients in double", "[ssm][select
       space.fence();
       auto const yv = hax::test::to_vector(yq);
       double s = 0;
-      for (std::size_t i = 0; i < yv.size(); ++i) { s += dyh[i] * yv[i]; }
+      for (std::size_t i = 0; i < yv.size(); ++i) {
+        s += dyh[i] * yv[i];
+      }
       return s;
     };
     hax::test::check_gradient(x0, hax::test::to_vector(grad), loss, what);
@@ -297,11 +312,13 @@ TEST_CASE("selective scan: any small dimension works (forward and backward vs re
   hax::test::from_vector(dy, dyh);
   auto const saved = hax::ssm::selective_scan_forward(space, dev.inputs(), y,
                                                       hax::ssm::ChunkBoundaries{dims.chunk});
-  hax::ssm::SelectiveScanGrads<double, Mem> g{
-      view3<double>("du", dims.B, dims.L, dims.D), view3<double>("ddelta", dims.B, dims.L, dims.D),
-      view1<double>("db", dims.D),                 view2<double>("dA", dims.D, dims.N),
-      view3<double>("dB", dims.B, dims.L, dims.N), view3<double>("dC", dims.B, dims.L, dims.N),
-      view1<double>("dD", dims.D)};
+  hax::ssm::SelectiveScanGrads<double, Mem> g{view3<double>("du", dims.B, dims.L, dims.D),
+                                              view3<double>("ddelta", dims.B, dims.L, dims.D),
+                                              view1<double>("db", dims.D),
+                                              view2<double>("dA", dims.D, dims.N),
+                                              view3<double>("dB", dims.B, dims.L, dims.N),
+                                              view3<double>("dC", dims.B, dims.L, dims.N),
+                                              view1<double>("dD", dims.D)};
   hax::ssm::selective_scan_backward(space, dev.inputs(), saved, dy, g);
   space.fence();
   auto const gref = hax::reference::ssm::selective_scan_backward(p, std::vector<double>(dyh));

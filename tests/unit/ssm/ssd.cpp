@@ -1,15 +1,13 @@
 // SPDX-License-Identifier: MIT
-#include <hax/core/error.hpp>
-#include <hax/reference/ssm/ssd.hpp>
-#include <hax/ssm/ssd.hpp>
-
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
-
 #include <cstddef>
 #include <cstdint>
+#include <hax/core/error.hpp>
+#include <hax/reference/ssm/ssd.hpp>
+#include <hax/ssm/ssd.hpp>
 #include <vector>
 
 #include "support/compare.hpp"
@@ -56,14 +54,19 @@ void upload(V const& v, std::vector<T> const& x) {
 
 template <class T>
 struct DeviceProblem {
-  view4<T> x;                   // (B, L, H, P)
-  view3<T> dt;                  // (B, L, H)
-  view1<T> dt_bias, A, Dskip;   // (H)
-  view3<T> Bm, Cm;              // (B, L, N)
+  view4<T> x;                  // (B, L, H, P)
+  view3<T> dt;                 // (B, L, H)
+  view1<T> dt_bias, A, Dskip;  // (H)
+  view3<T> Bm, Cm;             // (B, L, N)
 
   explicit DeviceProblem(hax::reference::ssm::SsdProblem<T> const& q)
-      : x("x", q.B, q.L, q.H, q.P), dt("dt", q.B, q.L, q.H), dt_bias("dt_bias", q.H),
-        A("A", q.H), Dskip("Dskip", q.H), Bm("Bm", q.B, q.L, q.N), Cm("Cm", q.B, q.L, q.N) {
+      : x("x", q.B, q.L, q.H, q.P),
+        dt("dt", q.B, q.L, q.H),
+        dt_bias("dt_bias", q.H),
+        A("A", q.H),
+        Dskip("Dskip", q.H),
+        Bm("Bm", q.B, q.L, q.N),
+        Cm("Cm", q.B, q.L, q.N) {
     upload(x, q.x);
     upload(dt, q.dt);
     upload(dt_bias, q.dt_bias);
@@ -90,8 +93,8 @@ std::vector<double> as_double(std::vector<T> const& x) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("ssd: chunked forward and backward match the sequential reference",
-                   "[ssm][ssd]", float, double) {
+TEMPLATE_TEST_CASE("ssd: chunked forward and backward match the sequential reference", "[ssm][ssd]",
+                   float, double) {
   using T = TestType;
   auto const L = GENERATE(1, 7, 100);
   auto const chunk = GENERATE(1, 3, 16, 64, 100, 257);
@@ -101,10 +104,11 @@ TEMPLATE_TEST_CASE("ssd: chunked forward and backward match the sequential refer
   auto const dyh = hax::test::random_vector(B * L * H * P, 9);
   test_space space;
   DeviceProblem<T> dev(q);
-  view4<T> y("y", B, L, H, P);   // (B, L, H, P)
+  view4<T> y("y", B, L, H, P);  // (B, L, H, P)
   view4<T> dy("dy", B, L, H, P);
   hax::test::from_vector(dy, dyh);
-  auto const saved = hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
+  auto const saved =
+      hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
   CHECK(saved.chunk_states.extent_int(2) == (static_cast<int>(L) + chunk - 1) / chunk);
   auto g = make_grads<T>(B, L, H, P, N);
   auto const dbias0 = hax::test::fill_random(g.ddt_bias, 11);  // accumulated into
@@ -122,19 +126,26 @@ TEMPLATE_TEST_CASE("ssd: chunked forward and backward match the sequential refer
   using tol = hax::test::tolerance<T>;
   REQUIRE(hax::test::max_abs(as_double(yref)) > 0.1);
   hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
-  hax::test::check_close(hax::test::to_vector(g.dx), as_double(gref.dx), tol::rtol, tol::atol, "dx");
+  hax::test::check_close(hax::test::to_vector(g.dx), as_double(gref.dx), tol::rtol, tol::atol,
+                         "dx");
   hax::test::check_close(hax::test::to_vector(g.ddt), as_double(gref.ddt), tol::rtol, tol::atol,
                          "ddt");
-  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol, "dB");
-  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol, "dC");
+  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
+                         "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
+                         "dC");
   auto plus = [](std::vector<double> a, std::vector<T> const& b) {
-    for (std::size_t i = 0; i < a.size(); ++i) { a[i] += static_cast<double>(b[i]); }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      a[i] += static_cast<double>(b[i]);
+    }
     return a;
   };
   hax::test::check_close(hax::test::to_vector(g.ddt_bias), plus(dbias0, gref.ddt_bias), tol::rtol,
                          tol::atol, "ddt_bias");
-  hax::test::check_close(hax::test::to_vector(g.dA), plus(dA0, gref.dA), tol::rtol, tol::atol, "dA");
-  hax::test::check_close(hax::test::to_vector(g.dD), plus(dD0, gref.dD), tol::rtol, tol::atol, "dD");
+  hax::test::check_close(hax::test::to_vector(g.dA), plus(dA0, gref.dA), tol::rtol, tol::atol,
+                         "dA");
+  hax::test::check_close(hax::test::to_vector(g.dD), plus(dD0, gref.dD), tol::rtol, tol::atol,
+                         "dD");
 }
 
 TEMPLATE_TEST_CASE("ssd: step mode equals the parallel forward", "[ssm][ssd]", float, double) {
@@ -158,7 +169,9 @@ TEMPLATE_TEST_CASE("ssd: step mode equals the parallel forward", "[ssm][ssd]", f
     space.fence();
     auto const y = hax::test::to_vector(yt);
     for (std::size_t b = 0; b < B; ++b) {
-      for (std::size_t i = 0; i < H * P; ++i) { ystep[(b * L + t) * H * P + i] = y[b * H * P + i]; }
+      for (std::size_t i = 0; i < H * P; ++i) {
+        ystep[(b * L + t) * H * P + i] = y[b * H * P + i];
+      }
     }
   }
   using tol = hax::test::tolerance<T>;
@@ -175,7 +188,8 @@ TEST_CASE("ssd: finite-difference gradients in double", "[ssm][ssd]") {
   DeviceProblem<double> dev(q);
   view4<double> y("y", B, L, H, P), dy("dy", B, L, H, P);
   hax::test::from_vector(dy, dyh);
-  auto const saved = hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
+  auto const saved =
+      hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
   auto g = make_grads<double>(B, L, H, P, N);
   hax::ssm::ssd_backward(space, dev.inputs(), saved, dy, g);
   space.fence();
@@ -188,7 +202,9 @@ TEST_CASE("ssd: finite-difference gradients in double", "[ssm][ssd]") {
       space.fence();
       auto const yv = hax::test::to_vector(yq);
       double s = 0;
-      for (std::size_t i = 0; i < yv.size(); ++i) { s += dyh[i] * yv[i]; }
+      for (std::size_t i = 0; i < yv.size(); ++i) {
+        s += dyh[i] * yv[i];
+      }
       return s;
     };
     hax::test::check_gradient(x0, hax::test::to_vector(grad), loss, what);
@@ -233,17 +249,17 @@ TEST_CASE("ssd: bad shapes throw hax::invalid_argument naming the op", "[ssm][ss
     auto saved = hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{2});
     saved.chunk = 4;
     auto g = make_grads<float>(2, 5, 2, 3, 4);
-    CHECK_THROWS_WITH(hax::ssm::ssd_backward(space, in, saved, y, g),
-                      ContainsSubstring("hax::ssm::ssd_backward") &&
-                          ContainsSubstring("chunk_states"));
+    CHECK_THROWS_WITH(
+        hax::ssm::ssd_backward(space, in, saved, y, g),
+        ContainsSubstring("hax::ssm::ssd_backward") && ContainsSubstring("chunk_states"));
   }
   SECTION("step with a mismatched state") {
     view4<float> state("state", 2, 2, 3, 5);
     view3<float> xt("x", 2, 2, 3);
     view2<float> dtt("dt", 2, 2), bt("b", 2, 4);
-    CHECK_THROWS_WITH(hax::ssm::ssd_step(space, state, xt, dtt, in.dt_bias, in.A, bt, bt, in.Dskip,
-                                         xt),
-                      ContainsSubstring("hax::ssm::ssd_step"));
+    CHECK_THROWS_WITH(
+        hax::ssm::ssd_step(space, state, xt, dtt, in.dt_bias, in.A, bt, bt, in.Dskip, xt),
+        ContainsSubstring("hax::ssm::ssd_step"));
   }
 }
 
@@ -252,7 +268,8 @@ TEST_CASE("ssd: any small dimension works (forward and backward vs reference)", 
     std::size_t B, L, H, P, N;
     int chunk;
   };
-  auto const dims = GENERATE(Dims{1, 1, 1, 1, 1, 1}, Dims{1, 6, 1, 7, 1, 4}, Dims{3, 5, 5, 1, 9, 2});
+  auto const dims =
+      GENERATE(Dims{1, 1, 1, 1, 1, 1}, Dims{1, 6, 1, 7, 1, 4}, Dims{3, 5, 5, 1, 9, 2});
   CAPTURE(dims.B, dims.L, dims.H, dims.P, dims.N, dims.chunk);
   auto const q = random_problem<double>(dims.B, dims.L, dims.H, dims.P, dims.N, 91);
   auto const dyh = hax::test::random_vector(dims.B * dims.L * dims.H * dims.P, 92);
@@ -266,8 +283,8 @@ TEST_CASE("ssd: any small dimension works (forward and backward vs reference)", 
   hax::ssm::ssd_backward(space, dev.inputs(), saved, dy, g);
   space.fence();
   auto const gref = hax::reference::ssm::ssd_backward(q, std::vector<double>(dyh));
-  hax::test::check_close(hax::test::to_vector(y), hax::reference::ssm::ssd_forward(q), 1e-10,
-                         1e-12, "y");
+  hax::test::check_close(hax::test::to_vector(y), hax::reference::ssm::ssd_forward(q), 1e-10, 1e-12,
+                         "y");
   hax::test::check_close(hax::test::to_vector(g.dx), gref.dx, 1e-10, 1e-12, "dx");
   hax::test::check_close(hax::test::to_vector(g.ddt), gref.ddt, 1e-10, 1e-12, "ddt");
   hax::test::check_close(hax::test::to_vector(g.dA), gref.dA, 1e-10, 1e-12, "dA");

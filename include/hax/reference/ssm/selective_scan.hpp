@@ -28,11 +28,11 @@ struct SelectiveScanProblem {
 /// Gradients of the scan, all starting from zero.
 template <class T>
 struct SelectiveScanGradients {
-  std::vector<T> du, ddelta;  // (B, L, D)
-  std::vector<T> ddelta_bias; // (D)
-  std::vector<T> dA;          // (D, N)
-  std::vector<T> dB, dC;      // (B, L, N)
-  std::vector<T> dD;          // (D)
+  std::vector<T> du, ddelta;   // (B, L, D)
+  std::vector<T> ddelta_bias;  // (D)
+  std::vector<T> dA;           // (D, N)
+  std::vector<T> dB, dC;       // (B, L, N)
+  std::vector<T> dD;           // (D)
 };
 
 template <class T>

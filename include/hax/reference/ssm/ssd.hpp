@@ -6,10 +6,9 @@
 /// of the chunked hax::ssm::ssd_* for the small shapes of tests.
 #pragma once
 
-#include <hax/reference/ssm/selective_scan.hpp>  // softplus
-
 #include <cmath>
 #include <cstddef>
+#include <hax/reference/ssm/selective_scan.hpp>  // softplus
 #include <vector>
 
 namespace hax::reference::ssm {
@@ -30,10 +29,10 @@ struct SsdProblem {
 /// Gradients of SSD, all starting from zero.
 template <class T>
 struct SsdGradients {
-  std::vector<T> dx;                 // (B, L, H, P)
-  std::vector<T> ddt;                // (B, L, H)
-  std::vector<T> ddt_bias, dA, dD;   // (H)
-  std::vector<T> dB, dC;             // (B, L, N)
+  std::vector<T> dx;                // (B, L, H, P)
+  std::vector<T> ddt;               // (B, L, H)
+  std::vector<T> ddt_bias, dA, dD;  // (H)
+  std::vector<T> dB, dC;            // (B, L, N)
 };
 
 /// y (B, L, H, P); if `states` is given it receives every S_t as (B, L, H, P, N).
@@ -77,8 +76,12 @@ SsdGradients<T> ssd_backward(SsdProblem<T> const& q, std::vector<T> const& dy) {
   std::size_t const B = q.B, L = q.L, H = q.H, P = q.P, N = q.N;
   std::vector<T> S;  // (B, L, H, P, N)
   ssd_forward(q, &S);
-  SsdGradients<T> g{std::vector<T>(B * L * H * P), std::vector<T>(B * L * H), std::vector<T>(H),
-                    std::vector<T>(H),             std::vector<T>(H),         std::vector<T>(B * L * N),
+  SsdGradients<T> g{std::vector<T>(B * L * H * P),
+                    std::vector<T>(B * L * H),
+                    std::vector<T>(H),
+                    std::vector<T>(H),
+                    std::vector<T>(H),
+                    std::vector<T>(B * L * N),
                     std::vector<T>(B * L * N)};
   auto state = [&](std::size_t b, std::size_t t, std::size_t h, std::size_t p, std::size_t n) {
     return S[((((b * L + t) * H + h) * P + p) * N) + n];

@@ -6,10 +6,8 @@
 #pragma once
 
 #include <Kokkos_Core.hpp>
-
-#include <hax/core/error.hpp>
-
 #include <cstddef>
+#include <hax/core/error.hpp>
 #include <string>
 #include <type_traits>
 
