@@ -16,6 +16,7 @@
 #include <hax/data/decode.hpp>
 #include <hax/data/io.hpp>
 #include <hax/data/joint_recall.hpp>
+#include "train.hpp"
 
 #include <CLI/CLI.hpp>
 #include <Kokkos_Core.hpp>
@@ -218,6 +219,7 @@ int main(int argc, char** argv) {
   CLI::App app{"joint_recall: multi-query joint-recall data (hax)"};
   bool ran = false;
   add_data_command(app, ran);
+  add_train_command(app, ran);
   // Later: add_train_command(app, ran); add_table_command(app, ran);
   try {
     app.parse(argc, argv);

@@ -35,6 +35,8 @@
 #include <hax/data/decode.hpp>
 #include <hax/data/io.hpp>
 #include <hax/data/joint_recall.hpp>
+#include <hax/models/config.hpp>
+#include <hax/models/model.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/nn/conv1d.hpp>
 #include <hax/nn/cross_entropy.hpp>
@@ -49,3 +51,4 @@
 #include <hax/ssm/policy.hpp>
 #include <hax/ssm/selective_scan.hpp>
 #include <hax/ssm/ssd.hpp>
+#include <hax/train/trainer.hpp>
