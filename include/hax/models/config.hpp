@@ -281,6 +281,42 @@ inline ModelConfig load_config(std::filesystem::path const& path) {
   }
 }
 
+/// The reference's configuration files (examples/joint_recall/configs/*.json) as built-in
+/// values, so the command line works without the files: `double_size` picks
+/// <base>_double_size.json (the script's choice when no sparse_arch is given). Samba has no
+/// double-size file.
+inline ModelConfig reference_config(Base base, bool double_size) {
+  ModelConfig c;
+  c.base = base;
+  c.vocab_size = 100;
+  c.num_hidden_layers = 2;
+  c.expand = 2;
+  c.conv_kernel = 4;
+  c.norm_eps = 1e-5;
+  c.initializer_range = 0.1;
+  if (base == Base::mamba) {
+    c.hidden_size = double_size ? 128 : 64;
+    c.state_size = 16;
+    c.time_step_rank = 8;
+  } else if (base == Base::mamba2) {
+    c.hidden_size = double_size ? 128 : 64;
+    c.state_size = 32;
+    c.num_heads = 8;
+    c.head_dim = double_size ? 32 : 16;
+    c.n_groups = 1;
+    c.chunk_size = 256;
+  } else {
+    core::require(!double_size, "hax::models::reference_config", "samba has no double-size config");
+    c.hidden_size = 32;
+    c.state_size = 16;
+    c.num_hidden_layers = 4;
+    c.time_step_rank = 8;
+    c.initializer_range = 0.02;
+  }
+  c.intermediate_size = c.expand * c.hidden_size;
+  return c;
+}
+
 /// The number of scalar parameters the reference's model with this config has (shapes of
 /// semantics.md section 2; embedding included, tied output not counted twice). Samba: 0 (not
 /// modelled yet).
