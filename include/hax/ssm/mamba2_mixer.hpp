@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// hax::ssm::Mamba2Mixer: the Mamba-2 mixer of the joint-recall models (semantics.md sections 2
+/// and 4, fla's Mamba2 mixer in its training path), forward and hand-written backward over the
+/// existing ops, plus a one-token recurrent step mode. Math and what is saved:
+/// docs/math/mamba2_mixer.md.
+///
+///   u              = u ⊙ m                                 (B, L, D) pad-masked input
+///   [z, xBC, dt]   = in_proj(u)                            (B, L, 2E + 2N + H), no bias
+///   xBC            = SiLU(conv1d(xBC)) ⊙ m                  causal depthwise, width K, bias
+///   [x, B, C]      = xBC                                   x viewed as (B, L, H, P), E = H·P
+///   scan           = SSD(x, dt, dt_bias, −exp(A_log), B, C, D; chunk Q)   one group
+///   y              = out_proj(RMSNorm(scan ⊙ SiLU(z)) · norm.weight)      norm_before_gate False
+/// The sparse HAX branch (scan + attn ⊙ E inside the gated norm) needs
+/// hax/attention/sparse_branch.hpp; without it a config with `sparse` is rejected.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+#include <hax/core/concepts.hpp>
+#include <hax/core/error.hpp>
+#include <hax/nn/conv1d.hpp>
+#include <hax/nn/init.hpp>
+#include <hax/nn/linear.hpp>
+#include <hax/nn/parameters.hpp>
+#include <hax/nn/rms_norm.hpp>
+#include <hax/ssm/impl/mixer_common.hpp>
+#include <hax/ssm/policy.hpp>
+#include <hax/ssm/ssd.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace hax::ssm {
+
+/// Configuration of the Mamba-2 mixer; defaults: mamba2.json (d_model 64, 8 heads × 16, N 32).
+struct Mamba2Config {
+  int d_model = 64;         ///< D
+  int d_inner = 128;        ///< E = num_heads · head_dim
+  int state_size = 32;      ///< N
+  int num_heads = 8;        ///< H
+  int head_dim = 16;        ///< P
+  int conv_kernel = 4;      ///< K (≤ nn::kMaxConvWidth)
+  int chunk_size = 256;     ///< SSD chunk Q (the reference's 256)
+  int num_layers = 2;       ///< for out_proj's 1/√num_layers init rescale
+  double init_range = 0.1;  ///< std of the N(0, ·) Linear and Conv1d weights
+  double norm_eps = 1e-5;   ///< gated RMSNorm epsilon
+  std::optional<attn::SparseBranchConfig> sparse;  ///< the HAX branch, if any
+};
+
+/// The Mamba-2 mixer (stateless: parameters live in an nn::ParameterStore under a prefix).
+template <execution_space Space, class T = float>
+class Mamba2Mixer {
+ public:
+  using memory_space = typename Space::memory_space;
+  template <class D>
+  using view = Kokkos::View<D, Kokkos::LayoutRight, memory_space>;
+
+  /// Validates the config; throws hax::invalid_argument naming the bad field.
+  explicit Mamba2Mixer(Mamba2Config config) : config_(std::move(config)) {
+    char const* op = "hax::ssm::Mamba2Mixer";
+    core::require(config_.d_model >= 1, op, "d_model must be >= 1, got ", config_.d_model);
+    core::require(config_.num_heads >= 1, op, "num_heads must be >= 1, got ", config_.num_heads);
+    core::require(config_.head_dim >= 1, op, "head_dim must be >= 1, got ", config_.head_dim);
+    core::require(config_.d_inner == config_.num_heads * config_.head_dim, op, "d_inner (",
+                  config_.d_inner, ") must equal num_heads · head_dim (", config_.num_heads,
+                  " · ", config_.head_dim, ")");
+    core::require(config_.state_size >= 1, op, "state_size must be >= 1, got ",
+                  config_.state_size);
+    core::require(config_.conv_kernel >= 1 && config_.conv_kernel <= nn::kMaxConvWidth, op,
+                  "conv_kernel must be in [1, ", nn::kMaxConvWidth, "], got ",
+                  config_.conv_kernel);
+    core::require(config_.chunk_size >= 1, op, "chunk_size must be >= 1, got ",
+                  config_.chunk_size);
+    core::require(config_.num_layers >= 1, op, "num_layers must be >= 1, got ",
+                  config_.num_layers);
+    core::require(config_.init_range > 0.0, op, "init_range must be > 0, got ",
+                  config_.init_range);
+    core::require(config_.norm_eps > 0.0, op, "norm_eps must be > 0, got ", config_.norm_eps);
+    core::require(!config_.sparse.has_value(), op,
+                  "sparse: the sparse branch (hax/attention/sparse_branch.hpp) is not wired into "
+                  "this build of the mixer yet; leave `sparse` empty");
+  }
+
+  Mamba2Config const& config() const { return config_; }
+
+  /// Width of in_proj's output: [z (E), xBC (E + 2N), dt (H)].
+  int proj_width() const { return 2 * config_.d_inner + 2 * config_.state_size + config_.num_heads; }
+  /// Channels of the conv: xBC.
+  int conv_width() const { return config_.d_inner + 2 * config_.state_size; }
+
+  /// Registers the reference's parameters (names and initialisation of semantics.md section 2,
+  /// "Mamba-2") under `prefix` ("layers.0.mixer" or "layers.0.mixer.").
+  void register_parameters(nn::ParameterStore<Space, T>& store, std::string const& prefix) const {
+    auto const p = impl::mixer_prefix(prefix);
+    auto const D = std::size_t(config_.d_model), E = std::size_t(config_.d_inner);
+    auto const H = std::size_t(config_.num_heads), K = std::size_t(config_.conv_kernel);
+    nn::init::Normal const normal{0.0, config_.init_range};
+    store.add(p + "in_proj.weight", {std::size_t(proj_width()), D}, normal);
+    store.add(p + "conv1d.weight", {std::size_t(conv_width()), 1, K}, normal);  // N(0, 0.1) too
+    store.add(p + "conv1d.bias", {std::size_t(conv_width())}, nn::init::Zeros{});
+    store.add(p + "dt_bias", {H}, nn::init::DtBias{});
+    store.add(p + "A_log", {H}, nn::init::ALog{});
+    store.add(p + "D", {H}, nn::init::Ones{});
+    store.add(p + "norm.weight", {E}, nn::init::Ones{});
+    // kaiming_uniform(a = √5) / √num_layers: U(±1/√E/√num_layers)
+    store.add(p + "out_proj.weight", {D, E},
+              nn::init::KaimingUniform{0, 1.0 / std::sqrt(double(config_.num_layers))});
+  }
+
+  /// What the backward needs.
+  struct Saved {
+    view<T const***> xm;        // (B, L, d_model) the (masked) input of in_proj
+    view<std::int8_t**> mask;   // (B, L) 1 = real token (all ones without a pad mask)
+    bool has_mask = false;      // whether a pad mask was given (the input gradient is masked)
+    view<T***> z;               // (B, L, E)
+    view<T***> xbc;             // (B, L, E + 2N) before the conv
+    view<T***> dt;              // (B, L, H) before dt_bias and softplus
+    view<T***> xs;              // (B, L, E) = (B, L, H, P) the SSD input x
+    view<T***> Bm;              // (B, L, N)
+    view<T***> Cm;              // (B, L, N)
+    view<T*> A;                 // (H) −exp(A_log)
+    view<T***> scan;            // (B, L, E) the SSD output
+    view<T**> rstd;             // (B, L) of the gated RMSNorm
+    view<T***> normed;          // (B, L, E) out_proj's input
+    SsdSaved<T, memory_space> ssd_saved;  // (B, H, n_chunks, P, N) chunk states
+  };
+
+  /// Forward. \param x [in] (B, L, d_model). \param pad_mask [in] (B, L) nonzero = real, or
+  /// empty. \param y [out] (B, L, d_model), written. \param gate_loss [in,out] 0-d device View,
+  /// untouched without the sparse branch. Asynchronous on `space`.
+  template <class X, class Mask, class Y, class Loss>
+  Saved forward(Space const& space, nn::ParameterStore<Space, T> const& store,
+                std::string const& prefix, X const& x, Mask const& pad_mask, Y const& y,
+                Loss const& /*gate_loss*/, attn::StepContext const& /*ctx*/) const {
+    static_assert(X::rank() == 3 && Y::rank() == 3 && Mask::rank() == 2,
+                  "hax::ssm::Mamba2Mixer::forward: x, y (B, L, d_model), pad_mask (B, L)");
+    char const* op = "hax::ssm::Mamba2Mixer::forward";
+    check_io(op, x, pad_mask, y, "y");
+    auto const p = impl::mixer_prefix(prefix);
+    int const B = x.extent_int(0), L = x.extent_int(1);
+    int const E = config_.d_inner, N = config_.state_size, H = config_.num_heads;
+    int const P = config_.head_dim, Dm = config_.d_model;
+    auto alloc = [&](char const* label) {
+      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
+    };
+    Saved s;
+    s.mask = view<std::int8_t**>(alloc("hax::ssm::mamba2_mask"), B, L);
+    impl::copy_mask(space, pad_mask, s.mask);
+    s.has_mask = pad_mask.is_allocated();
+    auto const mflat = impl::flat_mask(s.mask);
+    if (s.has_mask) {  // apply_mask_to_padding_states: in_proj sees zeros at pads
+      view<T***> xm(alloc("hax::ssm::mamba2_xm"), B, L, Dm);
+      impl::masked_copy(space, nn::as_rows(x), mflat, nn::as_rows(xm));
+      s.xm = xm;
+    } else {
+      s.xm = x;
+    }
+    view<T***> zxbcdt(alloc("hax::ssm::mamba2_zxbcdt"), B, L, proj_width());
+    nn::linear_forward(space, nn::as_rows(s.xm), store.template value<2>(p + "in_proj.weight"),
+                       view<T*>(), nn::as_rows(zxbcdt));
+    s.z = view<T***>(alloc("hax::ssm::mamba2_z"), B, L, E);
+    s.xbc = view<T***>(alloc("hax::ssm::mamba2_xbc"), B, L, conv_width());
+    s.dt = view<T***>(alloc("hax::ssm::mamba2_dt"), B, L, H);
+    impl::split_columns(space, nn::as_rows(zxbcdt), 0, nn::as_rows(s.z));
+    impl::split_columns(space, nn::as_rows(zxbcdt), E, nn::as_rows(s.xbc));
+    impl::split_columns(space, nn::as_rows(zxbcdt), E + conv_width(), nn::as_rows(s.dt));
+
+    view<T***> xbc_act(alloc("hax::ssm::mamba2_xbc_act"), B, L, conv_width());
+    nn::conv1d_silu_forward(space, s.xbc, conv_weight(store, p),
+                            store.template value<1>(p + "conv1d.bias"), s.mask, xbc_act);
+    impl::mask_rows(space, nn::as_rows(xbc_act), mflat);
+    s.xs = view<T***>(alloc("hax::ssm::mamba2_x"), B, L, E);
+    s.Bm = view<T***>(alloc("hax::ssm::mamba2_B"), B, L, N);
+    s.Cm = view<T***>(alloc("hax::ssm::mamba2_C"), B, L, N);
+    impl::split_columns(space, nn::as_rows(xbc_act), 0, nn::as_rows(s.xs));
+    impl::split_columns(space, nn::as_rows(xbc_act), E, nn::as_rows(s.Bm));
+    impl::split_columns(space, nn::as_rows(xbc_act), E + N, nn::as_rows(s.Cm));
+
+    s.A = view<T*>(alloc("hax::ssm::mamba2_A"), H);
+    impl::negative_exp(space, store.template value<1>(p + "A_log"), s.A);
+    s.scan = view<T***>(alloc("hax::ssm::mamba2_scan"), B, L, E);
+    s.ssd_saved = ssd_forward(space, ssd_inputs(store, p, s), heads(s.scan, P),
+                              ChunkBoundaries{config_.chunk_size});
+
+    s.rstd = view<T**>(alloc("hax::ssm::mamba2_rstd"), B, L);
+    s.normed = view<T***>(alloc("hax::ssm::mamba2_normed"), B, L, E);
+    nn::gated_rms_norm_forward(space, s.scan, s.z, store.template value<1>(p + "norm.weight"),
+                               s.normed, s.rstd, config_.norm_eps);
+    nn::linear_forward(space, nn::as_rows(s.normed),
+                       store.template value<2>(p + "out_proj.weight"), view<T*>(),
+                       nn::as_rows(y));
+    return s;
+  }
+
+  /// Backward. \param dy [in] (B, L, d_model). \param dx [out] (B, L, d_model), written (=),
+  /// zero at pad positions. Parameter gradients accumulate (+=). Asynchronous on `space`.
+  template <class DY, class DX>
+  void backward(Space const& space, nn::ParameterStore<Space, T> const& store,
+                std::string const& prefix, Saved const& s, DY const& dy, DX const& dx,
+                attn::StepContext const& /*ctx*/) const {
+    static_assert(DY::rank() == 3 && DX::rank() == 3,
+                  "hax::ssm::Mamba2Mixer::backward: dy, dx (B, L, d_model)");
+    char const* op = "hax::ssm::Mamba2Mixer::backward";
+    check_io(op, s.xm, s.mask, dy, "dy");
+    check_io(op, s.xm, s.mask, dx, "dx");
+    auto const p = impl::mixer_prefix(prefix);
+    int const B = s.xm.extent_int(0), L = s.xm.extent_int(1);
+    int const E = config_.d_inner, N = config_.state_size, H = config_.num_heads;
+    int const P = config_.head_dim;
+    auto alloc = [&](char const* label) {
+      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
+    };
+    auto const mflat = impl::flat_mask(s.mask);
+    Kokkos::View<std::int8_t*, memory_space> no_mask;
+
+    view<T***> dnormed(alloc("hax::ssm::mamba2_dnormed"), B, L, E);
+    nn::linear_backward(space, nn::as_rows(dy), nn::as_rows(s.normed),
+                        store.template value<2>(p + "out_proj.weight"), nn::as_rows(dnormed),
+                        store.template grad<2>(p + "out_proj.weight"), view<T*>());
+    view<T***> dscan(alloc("hax::ssm::mamba2_dscan"), B, L, E);
+    view<T***> dz(alloc("hax::ssm::mamba2_dz"), B, L, E);
+    nn::gated_rms_norm_backward(space, dnormed, s.scan, s.z,
+                                store.template value<1>(p + "norm.weight"), s.rstd, dscan, dz,
+                                store.template grad<1>(p + "norm.weight"));
+
+    SsdGrads<T, memory_space> g;
+    view<T***> dxs(alloc("hax::ssm::mamba2_dx"), B, L, E);
+    g.dx = heads(dxs, P);
+    g.ddt = view<T***>(alloc("hax::ssm::mamba2_ddt"), B, L, H);
+    g.ddt_bias = store.template grad<1>(p + "dt_bias");
+    g.dA = view<T*>(Kokkos::view_alloc(space, std::string("hax::ssm::mamba2_dA")), H);
+    g.dB = view<T***>(alloc("hax::ssm::mamba2_dB"), B, L, N);
+    g.dC = view<T***>(alloc("hax::ssm::mamba2_dC"), B, L, N);
+    g.dD = store.template grad<1>(p + "D");
+    ssd_backward(space, ssd_inputs(store, p, s), s.ssd_saved,
+                 impl::const_view<T const****, memory_space>(heads(dscan, P)), g);
+    impl::negative_exp_backward(space, g.dA, s.A, store.template grad<1>(p + "A_log"));
+
+    // [dx, dB, dC] ⊙ m (the post-conv mask), then conv + SiLU backward
+    view<T***> dxbc_act(alloc("hax::ssm::mamba2_dxbc_act"), B, L, conv_width());
+    impl::place_columns(space, nn::as_rows(dxs), 0, nn::as_rows(dxbc_act), mflat);
+    impl::place_columns(space, nn::as_rows(g.dB), E, nn::as_rows(dxbc_act), mflat);
+    impl::place_columns(space, nn::as_rows(g.dC), E + N, nn::as_rows(dxbc_act), mflat);
+    view<T***> dxbc(alloc("hax::ssm::mamba2_dxbc"), B, L, conv_width());
+    auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
+    nn::conv1d_silu_backward(space, dxbc_act, s.xbc, conv_weight(store, p),
+                             store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
+                             as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
+
+    view<T***> dzxbcdt(alloc("hax::ssm::mamba2_dzxbcdt"), B, L, proj_width());
+    impl::place_columns(space, nn::as_rows(dz), 0, nn::as_rows(dzxbcdt), no_mask);
+    impl::place_columns(space, nn::as_rows(dxbc), E, nn::as_rows(dzxbcdt), no_mask);
+    impl::place_columns(space, nn::as_rows(g.ddt), E + conv_width(), nn::as_rows(dzxbcdt),
+                        no_mask);
+    nn::linear_backward(space, nn::as_rows(dzxbcdt), nn::as_rows(s.xm),
+                        store.template value<2>(p + "in_proj.weight"), nn::as_rows(dx),
+                        store.template grad<2>(p + "in_proj.weight"), view<T*>());
+    if (s.has_mask) {  // the input was multiplied by the mask
+      impl::mask_rows(space, nn::as_rows(dx), mflat);
+    }
+  }
+
+  /// Recurrent state of the step mode: zeros before the first token.
+  struct StepState {
+    view<T***> conv;  // (B, K − 1, E + 2N) the last K − 1 conv inputs, oldest first
+    view<T****> ssm;  // (B, H, P, N)       the SSD state
+  };
+
+  /// A zeroed step state for `batch` sequences (asynchronous on `space`).
+  StepState make_step_state(Space const& space, int batch) const {
+    return StepState{
+        view<T***>(Kokkos::view_alloc(space, std::string("hax::ssm::mamba2_conv_state")), batch,
+                   config_.conv_kernel - 1, conv_width()),
+        view<T****>(Kokkos::view_alloc(space, std::string("hax::ssm::mamba2_ssm_state")), batch,
+                    config_.num_heads, config_.head_dim, config_.state_size)};
+  }
+
+  /// One token (inference, no padding, no sparse branch: that would need a KV cache).
+  /// \param x [in] (B, d_model); \param y [out] (B, d_model), written. Fed a sequence token by
+  /// token from a zeroed state, gives forward()'s outputs.
+  template <class X, class Y>
+  void step(Space const& space, nn::ParameterStore<Space, T> const& store,
+            std::string const& prefix, StepState const& state, X const& x, Y const& y) const {
+    static_assert(X::rank() == 2 && Y::rank() == 2,
+                  "hax::ssm::Mamba2Mixer::step: x, y (B, d_model)");
+    char const* op = "hax::ssm::Mamba2Mixer::step";
+    auto const p = impl::mixer_prefix(prefix);
+    int const B = x.extent_int(0);
+    int const E = config_.d_inner, N = config_.state_size, H = config_.num_heads;
+    int const P = config_.head_dim;
+    core::require(x.extent_int(1) == config_.d_model && y.extent_int(0) == B &&
+                      y.extent_int(1) == config_.d_model && state.ssm.extent_int(0) == B,
+                  op, "x ", impl::shape_of(x), " and y ", impl::shape_of(y),
+                  " must be (B, d_model = ", config_.d_model, ") with B of the state ",
+                  impl::shape_of(state.ssm));
+    auto alloc = [&](char const* label) {
+      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
+    };
+    view<T**> zxbcdt(alloc("hax::ssm::mamba2_step_zxbcdt"), B, proj_width());
+    nn::linear_forward(space, x, store.template value<2>(p + "in_proj.weight"), view<T*>(),
+                       zxbcdt);
+    view<T**> z(alloc("hax::ssm::mamba2_step_z"), B, E);
+    view<T**> xbc(alloc("hax::ssm::mamba2_step_xbc"), B, conv_width());
+    view<T**> dt(alloc("hax::ssm::mamba2_step_dt"), B, H);
+    impl::split_columns(space, zxbcdt, 0, z);
+    impl::split_columns(space, zxbcdt, E, xbc);
+    impl::split_columns(space, zxbcdt, E + conv_width(), dt);
+    view<T**> xbc_act(alloc("hax::ssm::mamba2_step_xbc_act"), B, conv_width());
+    impl::conv_silu_step(space, xbc, conv_weight(store, p),
+                         store.template value<1>(p + "conv1d.bias"), state.conv, xbc_act);
+    view<T**> xs(alloc("hax::ssm::mamba2_step_x"), B, E);
+    view<T**> Bm(alloc("hax::ssm::mamba2_step_B"), B, N), Cm(alloc("hax::ssm::mamba2_step_C"), B, N);
+    impl::split_columns(space, xbc_act, 0, xs);
+    impl::split_columns(space, xbc_act, E, Bm);
+    impl::split_columns(space, xbc_act, E + N, Cm);
+    view<T*> A(alloc("hax::ssm::mamba2_step_A"), H);
+    impl::negative_exp(space, store.template value<1>(p + "A_log"), A);
+    view<T***> scan(alloc("hax::ssm::mamba2_step_scan"), B, 1, E);
+    ssd_step(space, state.ssm, impl::const_view<T const***, memory_space>(xs.data(), B, H, P),
+             impl::const_view<T const**, memory_space>(dt),
+             impl::const_view<T const*, memory_space>(store.template value<1>(p + "dt_bias")),
+             impl::const_view<T const*, memory_space>(A),
+             impl::const_view<T const**, memory_space>(Bm),
+             impl::const_view<T const**, memory_space>(Cm),
+             impl::const_view<T const*, memory_space>(store.template value<1>(p + "D")),
+             view<T***>(scan.data(), B, H, P));
+    // the gated norm and out_proj through the (B, L, ·) ops with L = 1
+    view<T**> rstd(alloc("hax::ssm::mamba2_step_rstd"), B, 1);
+    view<T***> normed(alloc("hax::ssm::mamba2_step_normed"), B, 1, E);
+    nn::gated_rms_norm_forward(space, scan, view<T***>(z.data(), B, 1, E),
+                               store.template value<1>(p + "norm.weight"), normed, rstd,
+                               config_.norm_eps);
+    nn::linear_forward(space, nn::as_rows(normed), store.template value<2>(p + "out_proj.weight"),
+                       view<T*>(), y);
+  }
+
+ private:
+  template <class X, class Mask, class Y>
+  void check_io(char const* op, X const& x, Mask const& mask, Y const& y, char const* y_name) const {
+    core::require(x.extent_int(2) == config_.d_model, op, "x ", impl::shape_of(x),
+                  " must be (B, L, d_model = ", config_.d_model, ")");
+    core::require(y.extent(0) == x.extent(0) && y.extent(1) == x.extent(1) &&
+                      y.extent_int(2) == config_.d_model,
+                  op, y_name, " ", impl::shape_of(y), " must match x ", impl::shape_of(x));
+    core::require(!mask.is_allocated() ||
+                      (mask.extent(0) == x.extent(0) && mask.extent(1) == x.extent(1)),
+                  op, "pad_mask ", impl::shape_of(mask), " must be empty or (B, L) of x ",
+                  impl::shape_of(x));
+  }
+
+  /// (B, L, H·P) seen as (B, L, H, P), same data.
+  static view<T****> heads(view<T***> const& v, int P) {
+    return view<T****>(v.data(), v.extent(0), v.extent(1), v.extent(2) / P, P);
+  }
+  template <class W3>
+  static auto as_conv_2d(W3 const& w) {
+    return Kokkos::View<T**, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged>(
+        w.data(), w.extent(0), w.extent(2));
+  }
+  static auto conv_weight(nn::ParameterStore<Space, T> const& store, std::string const& p) {
+    return as_conv_2d(store.template value<3>(p + "conv1d.weight"));
+  }
+
+  SsdInputs<T, memory_space> ssd_inputs(nn::ParameterStore<Space, T> const& store,
+                                        std::string const& p, Saved const& s) const {
+    SsdInputs<T, memory_space> in;
+    in.x = heads(s.xs, config_.head_dim);
+    in.dt = s.dt;
+    in.dt_bias = store.template value<1>(p + "dt_bias");
+    in.A = s.A;
+    in.Bm = s.Bm;
+    in.Cm = s.Cm;
+    in.Dskip = store.template value<1>(p + "D");
+    return in;
+  }
+
+  Mamba2Config config_;
+};
+
+}  // namespace hax::ssm
