@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// Small element-wise kernels of hax::attn::SparseBranch (hax/attention/sparse_branch.hpp): the
+/// [K, Q] split of the xx projection, the per-sequence lengths from a pad mask, scalar
+/// accumulation on the device, and the gradient packing of the backward. Free functions, so that
+/// their KOKKOS_LAMBDAs compile under nvcc (no lambdas in class members or constructors).
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+namespace hax::attn::impl {
+
+/// k (B, L, N) = xx(:, :, 0:N) · inv_sqrt_n, q (B, L, N) = xx(:, :, N:2N), from xx (B, L, 2N).
+template <class Space, class XX, class K, class Q, class T>
+void branch_split_kq(Space const& space, XX const& xx, K const& k, Q const& q, T inv_sqrt_n) {
+  int const B = k.extent_int(0), L = k.extent_int(1), N = k.extent_int(2);
+  Kokkos::parallel_for(
+      "hax::attn::sparse_branch::split_kq", Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, N}),
+      KOKKOS_LAMBDA(int b, int i, int n) {
+        k(b, i, n) = xx(b, i, n) * inv_sqrt_n;
+        q(b, i, n) = xx(b, i, N + n);
+      });
+}
+
+/// dxx (B, L, 2N) = [dk · inv_sqrt_n, dq]: the gradient at the xx projection's output.
+template <class Space, class DK, class DQ, class DXX, class T>
+void branch_pack_dxx(Space const& space, DK const& dk, DQ const& dq, DXX const& dxx, T inv_sqrt_n) {
+  int const B = dk.extent_int(0), L = dk.extent_int(1), N = dk.extent_int(2);
+  Kokkos::parallel_for(
+      "hax::attn::sparse_branch::pack_dxx", Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, N}),
+      KOKKOS_LAMBDA(int b, int i, int n) {
+        dxx(b, i, n) = dk(b, i, n) * inv_sqrt_n;
+        dxx(b, i, N + n) = dq(b, i, n);
+      });
+}
+
+/// dx (B, L, D) += dv + dlin: x feeds V directly and the xx projection.
+template <class Space, class DX, class DV, class DL>
+void branch_accumulate_dx(Space const& space, DX const& dx, DV const& dv, DL const& dlin) {
+  int const B = dx.extent_int(0), L = dx.extent_int(1), D = dx.extent_int(2);
+  Kokkos::parallel_for(
+      "hax::attn::sparse_branch::accumulate_dx", Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, D}),
+      KOKKOS_LAMBDA(int b, int i, int d) { dx(b, i, d) += dv(b, i, d) + dlin(b, i, d); });
+}
+
+/// lengths (B) = the number of real tokens per sequence (non-zero entries of valid (B, L)), or L
+/// when valid is empty. Right padding is assumed by the ranking loss (its candidates are 0..len-1).
+template <class Space, class Valid, class Len>
+void branch_lengths(Space const& space, Valid const& valid, int L, Len const& lengths) {
+  int const B = lengths.extent_int(0);
+  bool const has_mask = valid.is_allocated();
+  Kokkos::parallel_for(
+      "hax::attn::sparse_branch::lengths", Kokkos::RangePolicy<Space>(space, 0, B), KOKKOS_LAMBDA(int b) {
+        int n = L;
+        if (has_mask) {
+          n = 0;
+          for (int i = 0; i < L; ++i) { n += valid(b, i) != 0 ? 1 : 0; }
+        }
+        lengths(b) = n;
+      });
+}
+
+/// valid (B, L) int = (mask != 0): a copy of the caller's pad mask in a fixed type for Saved.
+template <class Space, class Mask, class Valid>
+void branch_copy_mask(Space const& space, Mask const& mask, Valid const& valid) {
+  int const B = valid.extent_int(0), L = valid.extent_int(1);
+  Kokkos::parallel_for(
+      "hax::attn::sparse_branch::copy_mask", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      KOKKOS_LAMBDA(int b, int i) { valid(b, i) = mask(b, i) != 0 ? 1 : 0; });
+}
+
+/// total() += part() on the device (rank-0 Views): no host synchronisation.
+template <class Space, class Total, class Part>
+void branch_add_scalar(Space const& space, Total const& total, Part const& part) {
+  Kokkos::parallel_for(
+      "hax::attn::sparse_branch::add_loss", Kokkos::RangePolicy<Space>(space, 0, 1),
+      KOKKOS_LAMBDA(int) { total() += part(); });
+}
+
+/// out (B, R) = alpha · in (B, R).
+template <class Space, class In, class Out, class T>
+void branch_scale(Space const& space, In const& in, Out const& out, T alpha) {
+  int const B = in.extent_int(0), R = in.extent_int(1);
+  Kokkos::parallel_for(
+      "hax::attn::sparse_branch::scale", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, R}),
+      KOKKOS_LAMBDA(int b, int r) { out(b, r) = alpha * in(b, r); });
+}
+
+}  // namespace hax::attn::impl
