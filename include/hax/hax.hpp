@@ -51,4 +51,6 @@
 #include <hax/ssm/policy.hpp>
 #include <hax/ssm/selective_scan.hpp>
 #include <hax/ssm/ssd.hpp>
+#include <hax/ssm/mamba_mixer.hpp>
+#include <hax/ssm/mamba2_mixer.hpp>
 #include <hax/train/trainer.hpp>
