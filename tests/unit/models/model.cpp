@@ -242,7 +242,7 @@ TEST_CASE("models: Mamba model parameter counts match semantics.md section 2", "
   CHECK(hax::models::Model<space, float, Mamba>(c, 1).parameter_count() == 246144);
 }
 
-TEST_CASE("models: gradient check of a tiny Mamba model in double", "[models]") {
+TEST_CASE("models: gradient check of a tiny Mamba model in double", "[models][slow]") {
   using space = hax::test::test_space;
   using Model = hax::models::Model<space, double, hax::ssm::MambaMixer<space, double>>;
   ModelConfig c;
