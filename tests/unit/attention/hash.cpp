@@ -43,8 +43,9 @@ TEMPLATE_TEST_CASE("random projection is a pure function of (seed, layer, step)"
   space.fence();
   auto const ref = hax::reference::attn::projection_matrix(7, 1, 42, N, h);
   auto const got = hax::test::to_vector(w);
-  // The same draws on every backend: exact in double, one rounding to float otherwise.
-  hax::test::check_close(got, ref, std::is_same_v<T, float> ? 1e-7 : 0.0, 0.0, "w");
+  // The same draws on every backend. Device libm (CUDA's log/cos/sqrt) may differ from the host's
+  // in the last ulp of a double, which can also flip the rounding to float: allow one ulp.
+  hax::test::check_close(got, ref, std::is_same_v<T, float> ? 2.5e-7 : 1e-14, 0.0, "w");
   hax::test::check_close(hax::test::to_vector(w_again), got, 0.0, 0.0, "w redrawn");
   auto differs = [&](std::vector<double> const& other) {
     int n = 0;
