@@ -185,8 +185,9 @@ TEST_CASE("sparse branch in float matches the double reference", "[attention][sp
                          hax::test::tolerance<float>::atol, "attn (float)");
 }
 
-TEST_CASE("sparse branch gradients match finite differences in double", "[attention][sparse_branch]") {
-  auto const arch = GENERATE(as<std::string>{}, "sign_bin_lsh+key_selection", "sliding_window+dilated", "argmax_lsh");
+namespace {
+
+void check_branch_gradients(std::string const& arch) {
   CAPTURE(arch);
   int const B = 2, L = 12;
   auto const cfg = small_config(arch, Semantics::causal);
@@ -260,6 +261,18 @@ TEST_CASE("sparse branch gradients match finite differences in double", "[attent
     // gradient is zero exactly (a finite difference would be zero too, so compare directly).
     hax::test::check_close(grad_of(store, "ks_mlp.4.bias", 1), {0.0}, 0.0, 1e-12, "d ks_mlp.4.bias");
   }
+}
+
+}  // namespace
+
+TEST_CASE("sparse branch gradients match finite differences in double", "[attention][sparse_branch]") {
+  check_branch_gradients(GENERATE(as<std::string>{}, "sliding_window+dilated", "argmax_lsh"));
+}
+
+// About 5 s on 2 cores: every MLP weight costs two forward passes with key selection.
+TEST_CASE("sparse branch gradients with key selection match finite differences in double",
+          "[attention][sparse_branch][slow]") {
+  check_branch_gradients("sign_bin_lsh+key_selection");
 }
 
 TEST_CASE("causal sparse branch: padding never changes non-pad outputs", "[attention][sparse_branch]") {
