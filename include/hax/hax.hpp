@@ -24,6 +24,7 @@
 #include <hax/attention/pattern/sink.hpp>
 #include <hax/attention/pattern/sliding_window.hpp>
 #include <hax/attention/sparse_attention.hpp>
+#include <hax/attention/sparse_branch.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
