@@ -4,7 +4,9 @@
 /// the mixer interface of the Mamba mixers so that a model can plug them in the same way:
 ///   - SambaAttention: multi-head sliding-window softmax attention with RoPE (fla `Attention`:
 ///     q/k/v/o projections without bias, num_kv_heads = num_heads), the mixer of layers 1 and 3;
-///   - SwiGluMlp: the SwiGLU `GatedMLP` every block ends with, down(SiLU(gate(x)) ⊙ up(x)).
+///   - SwiGluMlp: the SwiGLU `GatedMLP` every block ends with, down(SiLU(gate(x)) ⊙ up(x));
+///   - SambaBlock<Mixer>: fla's SambaBlock, h ← h + mixer(mixer_norm(h)); h ← h + mlp(mlp_norm(h)),
+///     for either mixer (the Mamba mixer on even layers, SambaAttention on odd ones).
 /// Each registers its weights in an nn::ParameterStore under `<prefix>` (e.g. "layers.1.mixer."),
 /// initialised N(0, init_range) like every nn.Linear of the reference, reads them back in
 /// forward/backward, and accumulates their gradients into the store (+=). Input gradients are
@@ -21,10 +23,13 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/nn/init.hpp>
+#include <hax/nn/elementwise.hpp>
 #include <hax/nn/parameters.hpp>
+#include <hax/nn/rms_norm.hpp>
 #include <hax/nn/swiglu_mlp.hpp>
 
 #include <string>
+#include <utility>
 
 namespace hax::ssm {
 
@@ -228,6 +233,111 @@ class SwiGluMlp {
 
  private:
   SwiGluConfig cfg_;
+};
+
+/// One Samba block (fla SambaBlock, pre-norm, RMSNorm eps 1e-5):
+///   m = h_in + mixer(RMSNorm_mixer(h_in));   h_out = m + mlp(RMSNorm_mlp(m)).
+/// Parameters under prefix ("layers.<i>."): mixer_norm.weight (D, ones), mixer.*, mlp_norm.weight
+/// (D, ones), mlp.*. `Mixer` has the mixer interface (SambaAttention, or the Mamba mixer).
+template <execution_space Space, class T, class Mixer>
+class SambaBlock {
+ public:
+  using memory_space = typename Space::memory_space;
+  using store_type = nn::ParameterStore<Space, T>;
+  using act_view = Kokkos::View<T***, Kokkos::LayoutRight, memory_space>;  // (B, L, D)
+  using row_view = Kokkos::View<T**, Kokkos::LayoutRight, memory_space>;   // (B, L)
+
+  /// What forward keeps for backward (h_in by reference: the caller keeps it until backward).
+  struct Saved {
+    typename Mixer::Saved mixer;
+    typename SwiGluMlp<Space, T>::Saved mlp;
+    Kokkos::View<T const***, Kokkos::LayoutRight, memory_space> h_in;  // (B, L, D)
+    act_view normed_mixer;  // (B, L, D) RMSNorm_mixer(h_in), the mixer's input
+    row_view rstd_mixer;    // (B, L)
+    act_view mid;           // (B, L, D) m = h_in + mixer(...)
+    act_view normed_mlp;    // (B, L, D) RMSNorm_mlp(m), the MLP's input
+    row_view rstd_mlp;      // (B, L)
+  };
+
+  SambaBlock(Mixer mixer, SwiGluMlp<Space, T> mlp, double eps = nn::kRmsNormEps)
+      : mixer_(std::move(mixer)), mlp_(std::move(mlp)), eps_(eps) {
+    core::require(eps > 0.0, "hax::ssm::SambaBlock", "eps (", eps, ") must be > 0");
+  }
+
+  /// Registers mixer_norm.weight, the mixer's, mlp_norm.weight and the MLP's parameters.
+  void register_parameters(store_type& store, std::string const& prefix) const {
+    auto const D = static_cast<std::size_t>(mlp_.config().d_model);
+    store.add(impl::join_name(prefix, "mixer_norm.weight"), {D}, nn::init::Ones{});
+    mixer_.register_parameters(store, impl::join_name(prefix, "mixer."));
+    store.add(impl::join_name(prefix, "mlp_norm.weight"), {D}, nn::init::Ones{});
+    mlp_.register_parameters(store, impl::join_name(prefix, "mlp."));
+  }
+
+  /// h_out (B, L, D, overwritten, must not alias h_in) from h_in (B, L, D); gate_loss and ctx go
+  /// to the mixer. Allocates the saved tensors on `space`; asynchronous.
+  template <class HIn, class Mask, class HOut, class Loss, class Ctx>
+  Saved forward(Space const& space, store_type const& store, std::string const& prefix,
+                HIn const& h_in, Mask const& pad_mask, HOut const& h_out, Loss const& gate_loss,
+                Ctx const& ctx) const {
+    impl::require_width("hax::ssm::SambaBlock::forward", h_in, mlp_.config().d_model);
+    auto const B = h_in.extent(0), L = h_in.extent(1), D = h_in.extent(2);
+    auto act = [&](char const* label) {
+      return act_view(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), B,
+                      L, D);
+    };
+    auto row = [&](char const* label) {
+      return row_view(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), B,
+                      L);
+    };
+    Saved s;
+    s.h_in = h_in;
+    s.normed_mixer = act("hax::ssm::samba_block::normed_mixer");
+    s.rstd_mixer = row("hax::ssm::samba_block::rstd_mixer");
+    s.mid = act("hax::ssm::samba_block::mid");
+    s.normed_mlp = act("hax::ssm::samba_block::normed_mlp");
+    s.rstd_mlp = row("hax::ssm::samba_block::rstd_mlp");
+    nn::rms_norm_forward(space, h_in, store.template value<1>(impl::join_name(prefix, "mixer_norm.weight")),
+                         s.normed_mixer, s.rstd_mixer, eps_);
+    s.mixer = mixer_.forward(space, store, impl::join_name(prefix, "mixer."), s.normed_mixer,
+                             pad_mask, s.mid, gate_loss, ctx);
+    nn::add_forward(space, h_in, s.mid, s.mid);  // residual
+    nn::rms_norm_forward(space, s.mid, store.template value<1>(impl::join_name(prefix, "mlp_norm.weight")),
+                         s.normed_mlp, s.rstd_mlp, eps_);
+    s.mlp = mlp_.forward(space, store, impl::join_name(prefix, "mlp."), s.normed_mlp, pad_mask, h_out,
+                         gate_loss, ctx);
+    nn::add_forward(space, s.mid, h_out, h_out);  // residual
+    return s;
+  }
+
+  /// dh_in = ∂loss/∂h_in (written) from dh_out (B, L, D); parameter gradients accumulate (+=).
+  /// dh_in must not alias dh_out. One (B, L, D) temporary on `space`.
+  template <class DOut, class DIn, class Ctx>
+  void backward(Space const& space, store_type const& store, std::string const& prefix,
+                Saved const& saved, DOut const& dh_out, DIn const& dh_in, Ctx const& ctx) const {
+    auto const mixer_norm = impl::join_name(prefix, "mixer_norm.weight");
+    auto const mlp_norm = impl::join_name(prefix, "mlp_norm.weight");
+    act_view scratch(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
+                                        std::string("hax::ssm::samba_block::scratch")),
+                     dh_out.extent(0), dh_out.extent(1), dh_out.extent(2));
+    // MLP half: dm = dh_out + RMSNorm_mlpᵀ(mlpᵀ(dh_out)); dm is built in dh_in.
+    mlp_.backward(space, store, impl::join_name(prefix, "mlp."), saved.mlp, dh_out, scratch, ctx);
+    nn::rms_norm_backward(space, scratch, saved.mid, store.template value<1>(mlp_norm),
+                          saved.rstd_mlp, scratch, store.template grad<1>(mlp_norm));
+    nn::add_forward(space, dh_out, scratch, dh_in);
+    // Mixer half: dh_in = dm + RMSNorm_mixerᵀ(mixerᵀ(dm)).
+    mixer_.backward(space, store, impl::join_name(prefix, "mixer."), saved.mixer, dh_in, scratch, ctx);
+    nn::rms_norm_backward(space, scratch, saved.h_in, store.template value<1>(mixer_norm),
+                          saved.rstd_mixer, scratch, store.template grad<1>(mixer_norm));
+    nn::add_backward(space, scratch, dh_in);
+  }
+
+  Mixer const& mixer() const { return mixer_; }
+  SwiGluMlp<Space, T> const& mlp() const { return mlp_; }
+
+ private:
+  Mixer mixer_;
+  SwiGluMlp<Space, T> mlp_;
+  double eps_;
 };
 
 }  // namespace hax::ssm
