@@ -24,6 +24,7 @@
 #include <hax/attention/pattern/sink.hpp>
 #include <hax/attention/pattern/sliding_window.hpp>
 #include <hax/attention/sparse_attention.hpp>
+#include <hax/attention/sliding_window_mha.hpp>
 #include <hax/attention/sparse_branch.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
@@ -47,9 +48,12 @@
 #include <hax/nn/linear.hpp>
 #include <hax/nn/parameters.hpp>
 #include <hax/nn/rms_norm.hpp>
+#include <hax/nn/rope.hpp>
+#include <hax/nn/swiglu_mlp.hpp>
 #include <hax/optim/adamw.hpp>
 #include <hax/optim/schedule.hpp>
 #include <hax/ssm/policy.hpp>
+#include <hax/ssm/samba_layers.hpp>
 #include <hax/ssm/selective_scan.hpp>
 #include <hax/ssm/ssd.hpp>
 #include <hax/ssm/mamba_mixer.hpp>
