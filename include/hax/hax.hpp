@@ -26,6 +26,8 @@
 #include <hax/attention/sparse_attention.hpp>
 #include <hax/attention/sliding_window_mha.hpp>
 #include <hax/attention/sparse_branch.hpp>
+#include <hax/constructive/joint_recall_solver.hpp>
+#include <hax/constructive/overwrite_scan.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
