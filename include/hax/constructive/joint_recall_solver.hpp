@@ -36,6 +36,7 @@
 #include <hax/core/error.hpp>
 #include <hax/core/views.hpp>
 #include <hax/data/joint_recall.hpp>
+#include <hax/nn/linear.hpp>
 
 #include <cstdint>
 #include <type_traits>
@@ -101,21 +102,6 @@ inline solver_layout make_layout(data::recall_spec const& spec) {
 
 namespace impl {
 
-/// y (B, L, M) = x (B, L, K) · w (K, M) + bias (M). Tiny dense matrices (K, M = O(log n)), so one
-/// work item per output entry; exact on the model's 0/±1 entries.
-template <class Space, class X, class W, class Bias, class Y>
-void affine(Space const& space, X const& x, W const& w, Bias const& bias, Y const& y) {
-  using T = typename Y::non_const_value_type;
-  int const B = y.extent_int(0), L = y.extent_int(1), M = y.extent_int(2), K = x.extent_int(2);
-  Kokkos::parallel_for(
-      "hax::constructive::project", Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, M}),
-      KOKKOS_LAMBDA(int b, int i, int m) {
-        T s = bias(m);
-        for (int k = 0; k < K; ++k) { s += x(b, i, k) * w(k, m); }
-        y(b, i, m) = s;
-      });
-}
-
 /// predictions (B, L) = the value token decoded from the attention output o (B, L, Dv): the
 /// signs of the value code when the marker entry is set, −1 for an empty row.
 template <class Space, class O, class Pred>
@@ -142,7 +128,10 @@ void decode_values(Space const& space, O const& o, int value_bias, Pred const& p
 /// \tparam Space the execution space the kernels run on
 /// \tparam T     the scalar type of the state and attention rows (every value is 0 or ±1, so
 ///               float is already exact)
-template <execution_space Space, class T = float>
+/// \tparam Bucketing how the LSH plan groups keys by bucket: attn::BucketSort (a per-sequence
+///               sort, O(L log² L)) or attn::BucketCount (per-sequence counting over the 2^h = O(n)
+///               buckets, O(L log L + n)); both give the same candidates.
+template <execution_space Space, class T = float, attn::bucketing_algorithm Bucketing = attn::BucketSort>
 class JointRecallSolver {
  public:
   using memory_space = typename Space::memory_space;
@@ -154,21 +143,15 @@ class JointRecallSolver {
     view_t<T**> write_value;   // (V, D)  e(x): what token x writes
     view_t<T**> write_mask;    // (V, D)  m(x): 1 on the slots token x overwrites
     view_t<T*> initial;        // (D)     h_{-1}: the codes of symbol 0, value 0, is_value −1
-    view_t<T**> query_weight;  // (D, N)
-    view_t<T*> query_bias;     // (N)     +1 on the is_value entry
-    view_t<T**> key_weight;    // (D, N)
-    view_t<T*> key_bias;       // (N)     0
-    view_t<T**> value_weight;  // (D, Dv)
-    view_t<T*> value_bias;     // (Dv)    +1 on the marker entry
+    view_t<T**> qkv_weight;    // (2N + Dv, D) rows [query | key | value], PyTorch's (out, in)
+    view_t<T*> qkv_bias;       // (2N + Dv)    +1 on the query's last entry and the value marker
     view_t<T**> hash_projection;  // (N, N) identity: sign-bit hashing reads the signs directly
   };
 
   /// Every intermediate of one forward pass, allocated once by allocate() and reused.
   struct Activations {
     view_t<T***> state;     // (B, L, D)  overwrite-SSM state h_t
-    view_t<T***> q;         // (B, L, N)
-    view_t<T***> k;         // (B, L, N)
-    view_t<T***> v;         // (B, L, Dv)
+    view_t<T***> qkv;       // (B, L, 2N + Dv) [q | k | v] of every position
     view_t<T***> o;         // (B, L, Dv) attention output
     view_t<T**> lse;        // (B, L)     log-sum-exp of the attention rows
     view_t<int**> bucket_q; // (B, L)
@@ -186,12 +169,8 @@ class JointRecallSolver {
     host_matrix wv("hax::constructive::write_value", V, D);  // (V, D), zero-initialised
     host_matrix wm("hax::constructive::write_mask", V, D);   // (V, D)
     host_vector h0("hax::constructive::initial", D);         // (D)
-    host_matrix qw("hax::constructive::query_weight", D, N); // (D, N)
-    host_vector qb("hax::constructive::query_bias", N);      // (N)
-    host_matrix kw("hax::constructive::key_weight", D, N);   // (D, N)
-    host_vector kb("hax::constructive::key_bias", N);        // (N)
-    host_matrix vw("hax::constructive::value_weight", D, Dv);// (D, Dv)
-    host_vector vb("hax::constructive::value_bias", Dv);     // (Dv)
+    host_matrix qkv("hax::constructive::qkv_weight", 2 * N + Dv, D);  // (2N + Dv, D)
+    host_vector qkvb("hax::constructive::qkv_bias", 2 * N + Dv);      // (2N + Dv)
     host_matrix hp("hax::constructive::hash_projection", N, N);  // (N, N)
     auto write_code = [&](int id, int offset, int bits, int symbol) {
       for (int t = 0; t < bits; ++t) {
@@ -215,16 +194,17 @@ class JointRecallSolver {
     }
     for (int t = 0; t < layout_.value_bits; ++t) h0(layout_.value_offset + t) = T(code_entry(0, t));
     h0(layout_.is_value_slot) = T(-1);
-    // Query and key copy the path codes; the key's last entry is is_value, the query's is +1.
+    // Query and key copy the path codes (state slots 0..N-2); the key's last entry is is_value,
+    // the query's a constant +1; the value copies the value code and ends with a constant 1.
     int const path_bits = N - 1;
     for (int n = 0; n < path_bits; ++n) {
-      qw(n, n) = T(1);
-      kw(n, n) = T(1);
+      qkv(n, n) = T(1);
+      qkv(N + n, n) = T(1);
     }
-    qb(N - 1) = T(1);
-    kw(layout_.is_value_slot, N - 1) = T(1);
-    for (int t = 0; t < layout_.value_bits; ++t) vw(layout_.value_offset + t, t) = T(1);
-    vb(Dv - 1) = T(1);
+    qkvb(N - 1) = T(1);
+    qkv(2 * N - 1, layout_.is_value_slot) = T(1);
+    for (int t = 0; t < layout_.value_bits; ++t) qkv(2 * N + t, layout_.value_offset + t) = T(1);
+    qkvb(2 * N + Dv - 1) = T(1);
     for (int n = 0; n < N; ++n) hp(n, n) = T(1);
     auto to_device = [](auto const& host) {
       return Kokkos::create_mirror_view_and_copy(memory_space{}, host);
@@ -232,12 +212,8 @@ class JointRecallSolver {
     w_.write_value = to_device(wv);
     w_.write_mask = to_device(wm);
     w_.initial = to_device(h0);
-    w_.query_weight = to_device(qw);
-    w_.query_bias = to_device(qb);
-    w_.key_weight = to_device(kw);
-    w_.key_bias = to_device(kb);
-    w_.value_weight = to_device(vw);
-    w_.value_bias = to_device(vb);
+    w_.qkv_weight = to_device(qkv);
+    w_.qkv_bias = to_device(qkvb);
     w_.hash_projection = to_device(hp);
   }
 
@@ -252,9 +228,7 @@ class JointRecallSolver {
     int const D = layout_.state_width, N = layout_.key_width, Dv = layout_.value_width;
     Activations a;
     a.state = uninitialized_view<T***>(space, "hax::constructive::state", B, L, D);
-    a.q = uninitialized_view<T***>(space, "hax::constructive::q", B, L, N);
-    a.k = uninitialized_view<T***>(space, "hax::constructive::k", B, L, N);
-    a.v = uninitialized_view<T***>(space, "hax::constructive::v", B, L, Dv);
+    a.qkv = uninitialized_view<T***>(space, "hax::constructive::qkv", B, L, 2 * N + Dv);
     a.o = uninitialized_view<T***>(space, "hax::constructive::o", B, L, Dv);
     a.lse = uninitialized_view<T**>(space, "hax::constructive::lse", B, L);
     a.bucket_q = uninitialized_view<int**>(space, "hax::constructive::bucket_q", B, L);
@@ -292,15 +266,19 @@ class JointRecallSolver {
     // Layer 1: the overwrite SSM.
     overwrite_scan(space, tokens, w_.write_value, w_.write_mask, w_.initial, act.state);
     // Layer 2: hand-set projections, exact sign-bit buckets, most recent same-bucket key.
-    impl::affine(space, act.state, w_.query_weight, w_.query_bias, act.q);
-    impl::affine(space, act.state, w_.key_weight, w_.key_bias, act.k);
-    impl::affine(space, act.state, w_.value_weight, w_.value_bias, act.v);
+    // One GEMM (hax::nn::linear_forward, Kokkos Kernels) with the hand-set 0/1 weights: exact in
+    // floating point, since every sum is a small integer.
+    nn::linear_forward(space, nn::as_rows(act.state), w_.qkv_weight, w_.qkv_bias, nn::as_rows(act.qkv));
+    int const N = layout_.key_width, Dv = layout_.value_width;
+    using cols = Kokkos::pair<int, int>;
+    auto const q = Kokkos::subview(act.qkv, Kokkos::ALL, Kokkos::ALL, cols(0, N));           // (B, L, N)
+    auto const k = Kokkos::subview(act.qkv, Kokkos::ALL, Kokkos::ALL, cols(N, 2 * N));       // (B, L, N)
+    auto const v = Kokkos::subview(act.qkv, Kokkos::ALL, Kokkos::ALL, cols(2 * N, 2 * N + Dv));  // (B, L, Dv)
     auto const hash = attn::make_sign_bit_hash(w_.hash_projection);
-    attn::lsh_hash_rows(space, hash, act.q, act.bucket_q);
-    attn::lsh_hash_rows(space, hash, act.k, act.bucket_k);
-    attn::lsh_bucketing(space, attn::BucketSort{}, act.bucket_q, act.bucket_k, hash.num_buckets(), act.idx);
-    attn::sparse_attention_forward(space, attn::CandidateList(act.idx), act.q, act.k, act.v, act.o,
-                                   act.lse);
+    attn::lsh_hash_rows(space, hash, q, act.bucket_q);
+    attn::lsh_hash_rows(space, hash, k, act.bucket_k);
+    attn::lsh_bucketing(space, Bucketing{}, act.bucket_q, act.bucket_k, hash.num_buckets(), act.idx);
+    attn::sparse_attention_forward(space, attn::CandidateList(act.idx), q, k, v, act.o, act.lse);
     impl::decode_values(space, act.o, spec_.value_bias, predictions);
     Kokkos::Profiling::popRegion();
   }

@@ -149,6 +149,22 @@ TEST_CASE("constructive: 100% on multi-level joint recall (w = 3, 4)", "[constru
   check_exact({3, 4, 3, 5}, 2, 128);
 }
 
+TEST_CASE("constructive: bucketing by counting gives the same predictions", "[constructive]") {
+  recall_spec const s = fixed_spec({16, 8}, 2);
+  auto const g = generate(s, 2);
+  auto const sorted = predict(solver_t(s), g.tokens);
+  hax::constructive::JointRecallSolver<space_t, double, hax::attn::BucketCount> const counting(s);
+  space_t space;
+  auto const act = counting.allocate(space, 2, s.padded_length);
+  dview<int**> pred("pred", 2, s.padded_length);  // (B, L)
+  counting.forward(space, g.tokens, act, pred);
+  dview<std::int64_t*> correct("correct", 2), total("total", 2);
+  hax::constructive::score_items(space, pred, g.tokens, g.mask, correct, total);
+  CHECK(hax::test::to_vector(pred) == hax::test::to_vector(sorted));
+  CHECK(hax::test::to_vector(correct) == std::vector<double>{128.0, 128.0});
+  CHECK(hax::test::to_vector(total) == std::vector<double>{128.0, 128.0});
+}
+
 TEST_CASE("constructive: state width is Σ ceil(log2 n_l) + ceil(log2 |V|) + 1", "[constructive]") {
   // Hand-computed from the construction: level codes, the value code (|V| = 16: 4 bits), is_value.
   CHECK(hax::constructive::make_layout(fixed_spec({5, 5}, 1)).state_width == 3 + 3 + 4 + 1);
