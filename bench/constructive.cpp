@@ -3,7 +3,7 @@
 /// Cost of the constructive joint-recall model (hax::constructive::JointRecallSolver) against the
 /// table size n = m^w of generated recall items with w levels of m symbols (item length
 /// L = 2 + 2 (Σ_l m^l + m^w) ≈ 4n): the whole forward pass, and its first layer (the overwrite
-/// scan) alone. Batches hold about 2^17 tokens (B = max(1, 2^17 / L) items), so small tables are
+/// scan) alone, and each step of the forward pass alone. Batches hold about 2^17 tokens (B = max(1, 2^17 / L) items), so small tables are
 /// not launch-bound; counters give tokens/s, ns per token, ns per token / log2(n)² (flat when the
 /// cost grows as n log² n), the state width and L. docs/constructive.md has figures.
 #include <hax/constructive/joint_recall_solver.hpp>
@@ -113,6 +113,50 @@ void BM_overwrite_scan(benchmark::State& state) {
   set_counters(state, w, solver.state_width());
 }
 
+/// One step of the forward pass on its own (range(2)): 0 scan, 1 QKV projection, 2 hashing q and
+/// k, 3 bucketing by sort, 4 bucketing by counting, 5 attention, 6 read-out. The inputs of each
+/// step come from one full forward pass before the timed loop.
+template <class Space>
+void BM_solver_step(benchmark::State& state) {
+  Space space;
+  int const levels = static_cast<int>(state.range(0)), m = static_cast<int>(state.range(1));
+  int const step = static_cast<int>(state.range(2));
+  auto const w = make_workload(space, levels, m);
+  hax::constructive::JointRecallSolver<Space> const solver(w.spec);
+  int const B = static_cast<int>(w.batch), L = w.spec.padded_length;
+  auto const act = solver.allocate(space, B, L);
+  Kokkos::View<int**, Kokkos::LayoutRight, typename Space::memory_space> pred("pred", B, L);  // (B, L)
+  solver.forward(space, w.tokens, act, pred);
+  auto const& wt = solver.weights();
+  int const N = solver.layout().key_width, Dv = solver.layout().value_width;
+  using cols = Kokkos::pair<int, int>;
+  auto const q = Kokkos::subview(act.qkv, Kokkos::ALL, Kokkos::ALL, cols(0, N));               // (B, L, N)
+  auto const k = Kokkos::subview(act.qkv, Kokkos::ALL, Kokkos::ALL, cols(N, 2 * N));           // (B, L, N)
+  auto const v = Kokkos::subview(act.qkv, Kokkos::ALL, Kokkos::ALL, cols(2 * N, 2 * N + Dv));  // (B, L, Dv)
+  auto const hash = hax::attn::make_sign_bit_hash(wt.hash_projection);
+  auto run = [&]() {
+    switch (step) {
+      case 0: hax::constructive::overwrite_scan(space, w.tokens, wt.write_value, wt.write_mask, wt.initial, act.state); break;
+      case 1: hax::nn::linear_forward(space, hax::nn::as_rows(act.state), wt.qkv_weight, wt.qkv_bias, hax::nn::as_rows(act.qkv)); break;
+      case 2:
+        hax::attn::lsh_hash_rows(space, hash, q, act.bucket_q);
+        hax::attn::lsh_hash_rows(space, hash, k, act.bucket_k);
+        break;
+      case 3: hax::attn::lsh_bucketing(space, hax::attn::BucketSort{}, act.bucket_q, act.bucket_k, hash.num_buckets(), act.idx); break;
+      case 4: hax::attn::lsh_bucketing(space, hax::attn::BucketCount{}, act.bucket_q, act.bucket_k, hash.num_buckets(), act.idx); break;
+      case 5: hax::attn::sparse_attention_forward(space, hax::attn::CandidateList(act.idx), q, k, v, act.o, act.lse); break;
+      default: hax::constructive::impl::decode_values(space, act.o, w.spec.value_bias, pred); break;
+    }
+  };
+  run();
+  space.fence();
+  for (auto _ : state) {
+    run();
+    space.fence();
+  }
+  set_counters(state, w, solver.state_width());
+}
+
 void table_sizes(benchmark::internal::Benchmark* b) {
   for (int m : {4, 16, 64, 256}) b->Args({1, m});                // n = m
   for (int m : {4, 8, 16, 32, 64, 128, 256}) b->Args({2, m});    // n = m^2, up to 65 536
@@ -120,10 +164,18 @@ void table_sizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"w", "m"})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+void step_sizes(benchmark::internal::Benchmark* b) {
+  for (int m : {16, 256}) {
+    for (int step = 0; step <= 6; ++step) b->Args({2, m, step});
+  }
+  b->ArgNames({"w", "m", "step"})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
 using Space = Kokkos::DefaultExecutionSpace;
 BENCHMARK_TEMPLATE(BM_solver_forward, Space, hax::attn::BucketSort)->Apply(table_sizes);
 BENCHMARK_TEMPLATE(BM_solver_forward, Space, hax::attn::BucketCount)->Apply(table_sizes);
 BENCHMARK_TEMPLATE(BM_overwrite_scan, Space)->Apply(table_sizes);
+BENCHMARK_TEMPLATE(BM_solver_step, Space)->Apply(step_sizes);
 
 }  // namespace
 
