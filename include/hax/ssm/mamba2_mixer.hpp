@@ -11,8 +11,10 @@
 ///   [x, B, C]      = xBC                                   x viewed as (B, L, H, P), E = H·P
 ///   scan           = SSD(x, dt, dt_bias, −exp(A_log), B, C, D; chunk Q)   one group
 ///   y              = out_proj(RMSNorm(scan ⊙ SiLU(z)) · norm.weight)      norm_before_gate False
-/// The sparse HAX branch (scan + attn ⊙ E inside the gated norm) needs
-/// hax/attention/sparse_branch.hpp; without it a config with `sparse` is rejected.
+/// With `sparse` (the HAX hybrid, semantics.md section 4), from the x part of the activated xBC:
+///   attn           = SparseBranch(x)                       (B, L, E), V = x, Q/K from xx_proj(x)
+///   y              = out_proj(RMSNorm((scan + attn ⊙ E) ⊙ SiLU(z)) · norm.weight)
+/// and the branch's ranking loss (training with key selection) is added to gate_loss.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -24,6 +26,7 @@
 #include <hax/nn/parameters.hpp>
 #include <hax/nn/rms_norm.hpp>
 #include <hax/ssm/impl/mixer_common.hpp>
+#include <hax/ssm/impl/mixer_hybrid.hpp>
 #include <hax/ssm/policy.hpp>
 #include <hax/ssm/ssd.hpp>
 
@@ -46,7 +49,9 @@ struct Mamba2Config {
   int num_layers = 2;       ///< for out_proj's 1/√num_layers init rescale
   double init_range = 0.1;  ///< std of the N(0, ·) Linear and Conv1d weights
   double norm_eps = 1e-5;   ///< gated RMSNorm epsilon
-  std::optional<attn::SparseBranchConfig> sparse;  ///< the HAX branch, if any
+  /// The HAX branch, if any; its d_inner and state_size must be the mixer's (0 = take them).
+  std::optional<attn::SparseBranchConfig> sparse;
+  double e_init = 1.0;      ///< initial value of E (the released code: 1; the paper's NL runs: 0)
 };
 
 /// The Mamba-2 mixer (stateless: parameters live in an nn::ParameterStore under a prefix).
@@ -78,12 +83,15 @@ class Mamba2Mixer {
     core::require(config_.init_range > 0.0, op, "init_range must be > 0, got ",
                   config_.init_range);
     core::require(config_.norm_eps > 0.0, op, "norm_eps must be > 0, got ", config_.norm_eps);
-    core::require(!config_.sparse.has_value(), op,
-                  "sparse: the sparse branch (hax/attention/sparse_branch.hpp) is not wired into "
-                  "this build of the mixer yet; leave `sparse` empty");
+    hybrid_ = impl::HybridBranch<Space, T>(config_.sparse, config_.d_inner, config_.state_size,
+                                           config_.e_init, op);
   }
 
   Mamba2Config const& config() const { return config_; }
+  /// Whether the HAX sparse branch is on (config().sparse was given).
+  bool has_sparse_branch() const { return hybrid_.enabled(); }
+  /// The branch (only when has_sparse_branch()); its config has the mixer's widths filled in.
+  attn::SparseBranch<Space, T> const& sparse_branch() const { return hybrid_.branch(); }
 
   /// Width of in_proj's output: [z (E), xBC (E + 2N), dt (H)].
   int proj_width() const { return 2 * config_.d_inner + 2 * config_.state_size + config_.num_heads; }
@@ -91,7 +99,8 @@ class Mamba2Mixer {
   int conv_width() const { return config_.d_inner + 2 * config_.state_size; }
 
   /// Registers the reference's parameters (names and initialisation of semantics.md section 2,
-  /// "Mamba-2") under `prefix` ("layers.0.mixer" or "layers.0.mixer.").
+  /// "Mamba-2") under `prefix` ("layers.0.mixer" or "layers.0.mixer."); with the branch also
+  /// E (E) = e_init, xx_proj.weight (2N, E) and, with key selection, ks_mlp.*.
   void register_parameters(nn::ParameterStore<Space, T>& store, std::string const& prefix) const {
     auto const p = impl::mixer_prefix(prefix);
     auto const D = std::size_t(config_.d_model), E = std::size_t(config_.d_inner);
@@ -107,6 +116,7 @@ class Mamba2Mixer {
     // kaiming_uniform(a = √5) / √num_layers: U(±1/√E/√num_layers)
     store.add(p + "out_proj.weight", {D, E},
               nn::init::KaimingUniform{0, 1.0 / std::sqrt(double(config_.num_layers))});
+    hybrid_.register_parameters(store, p);
   }
 
   /// What the backward needs.
@@ -121,19 +131,22 @@ class Mamba2Mixer {
     view<T***> Bm;              // (B, L, N)
     view<T***> Cm;              // (B, L, N)
     view<T*> A;                 // (H) −exp(A_log)
-    view<T***> scan;            // (B, L, E) the SSD output
+    view<T***> scan;            // (B, L, E) the SSD output, + attn ⊙ E with the branch (the norm's input)
     view<T**> rstd;             // (B, L) of the gated RMSNorm
     view<T***> normed;          // (B, L, E) out_proj's input
     SsdSaved<T, memory_space> ssd_saved;  // (B, H, n_chunks, P, N) chunk states
+    typename impl::HybridBranch<Space, T>::Saved hybrid;  // the branch's (only with `sparse`)
   };
 
   /// Forward. \param x [in] (B, L, d_model). \param pad_mask [in] (B, L) nonzero = real, or
-  /// empty. \param y [out] (B, L, d_model), written. \param gate_loss [in,out] 0-d device View,
-  /// untouched without the sparse branch. Asynchronous on `space`.
+  /// empty. \param y [out] (B, L, d_model), written. \param gate_loss [in,out] 0-d device View:
+  /// the branch's ranking loss is added (+=) in training (ctx.training) with key selection, else
+  /// untouched (and may be empty). \param ctx seeds, step and layer of the branch's random draws
+  /// (unused without the branch). Asynchronous on `space`: no host synchronisation.
   template <class X, class Mask, class Y, class Loss>
   Saved forward(Space const& space, nn::ParameterStore<Space, T> const& store,
                 std::string const& prefix, X const& x, Mask const& pad_mask, Y const& y,
-                Loss const& /*gate_loss*/, attn::StepContext const& /*ctx*/) const {
+                Loss const& gate_loss, attn::StepContext const& ctx) const {
     static_assert(X::rank() == 3 && Y::rank() == 3 && Mask::rank() == 2,
                   "hax::ssm::Mamba2Mixer::forward: x, y (B, L, d_model), pad_mask (B, L)");
     char const* op = "hax::ssm::Mamba2Mixer::forward";
@@ -183,6 +196,10 @@ class Mamba2Mixer {
     s.scan = view<T***>(alloc("hax::ssm::mamba2_scan"), B, L, E);
     s.ssd_saved = ssd_forward(space, ssd_inputs(store, p, s), heads(s.scan, P),
                               ChunkBoundaries{config_.chunk_size});
+    if (hybrid_.enabled()) {  // scan += attn ⊙ E, attn from the SSD's own input x
+      s.hybrid = hybrid_.forward(space, store, p, s.xs, s.has_mask ? s.mask : view<std::int8_t**>(),
+                                 s.scan, gate_loss, ctx);
+    }
 
     s.rstd = view<T**>(alloc("hax::ssm::mamba2_rstd"), B, L);
     s.normed = view<T***>(alloc("hax::ssm::mamba2_normed"), B, L, E);
@@ -195,11 +212,13 @@ class Mamba2Mixer {
   }
 
   /// Backward. \param dy [in] (B, L, d_model). \param dx [out] (B, L, d_model), written (=),
-  /// zero at pad positions. Parameter gradients accumulate (+=). Asynchronous on `space`.
+  /// zero at pad positions. Parameter gradients accumulate (+=); with key selection in training
+  /// the MLP's come from ctx.gate_loss_weight (α) × the ranking loss only. \param ctx the
+  /// forward's. Asynchronous on `space`.
   template <class DY, class DX>
   void backward(Space const& space, nn::ParameterStore<Space, T> const& store,
                 std::string const& prefix, Saved const& s, DY const& dy, DX const& dx,
-                attn::StepContext const& /*ctx*/) const {
+                attn::StepContext const& ctx) const {
     static_assert(DY::rank() == 3 && DX::rank() == 3,
                   "hax::ssm::Mamba2Mixer::backward: dy, dx (B, L, d_model)");
     char const* op = "hax::ssm::Mamba2Mixer::backward";
@@ -237,6 +256,9 @@ class Mamba2Mixer {
     ssd_backward(space, ssd_inputs(store, p, s), s.ssd_saved,
                  impl::const_view<T const****, memory_space>(heads(dscan, P)), g);
     impl::negative_exp_backward(space, g.dA, s.A, store.template grad<1>(p + "A_log"));
+    if (hybrid_.enabled()) {  // dscan is also d(scan + attn ⊙ E): dE, and the branch's dx into dxs
+      hybrid_.backward(space, store, p, s.hybrid, dscan, dxs, ctx);
+    }
 
     // [dx, dB, dC] ⊙ m (the post-conv mask), then conv + SiLU backward
     view<T***> dxbc_act(alloc("hax::ssm::mamba2_dxbc_act"), B, L, conv_width());
@@ -247,7 +269,7 @@ class Mamba2Mixer {
     auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
     nn::conv1d_silu_backward(space, dxbc_act, s.xbc, conv_weight(store, p),
                              store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
-                             as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
+                             impl::as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
 
     view<T***> dzxbcdt(alloc("hax::ssm::mamba2_dzxbcdt"), B, L, proj_width());
     impl::place_columns(space, nn::as_rows(dz), 0, nn::as_rows(dzxbcdt), no_mask);
@@ -277,7 +299,8 @@ class Mamba2Mixer {
                     config_.num_heads, config_.head_dim, config_.state_size)};
   }
 
-  /// One token (inference, no padding, no sparse branch: that would need a KV cache).
+  /// One token (inference, no padding; not with the sparse branch, which would need a KV cache:
+  /// throws hax::invalid_argument then).
   /// \param x [in] (B, d_model); \param y [out] (B, d_model), written. Fed a sequence token by
   /// token from a zeroed state, gives forward()'s outputs.
   template <class X, class Y>
@@ -286,6 +309,8 @@ class Mamba2Mixer {
     static_assert(X::rank() == 2 && Y::rank() == 2,
                   "hax::ssm::Mamba2Mixer::step: x, y (B, d_model)");
     char const* op = "hax::ssm::Mamba2Mixer::step";
+    core::require(!hybrid_.enabled(), op,
+                  "sparse: step mode has no KV cache for the sparse branch; use forward()");
     auto const p = impl::mixer_prefix(prefix);
     int const B = x.extent_int(0);
     int const E = config_.d_inner, N = config_.state_size, H = config_.num_heads;
@@ -339,28 +364,15 @@ class Mamba2Mixer {
  private:
   template <class X, class Mask, class Y>
   void check_io(char const* op, X const& x, Mask const& mask, Y const& y, char const* y_name) const {
-    core::require(x.extent_int(2) == config_.d_model, op, "x ", impl::shape_of(x),
-                  " must be (B, L, d_model = ", config_.d_model, ")");
-    core::require(y.extent(0) == x.extent(0) && y.extent(1) == x.extent(1) &&
-                      y.extent_int(2) == config_.d_model,
-                  op, y_name, " ", impl::shape_of(y), " must match x ", impl::shape_of(x));
-    core::require(!mask.is_allocated() ||
-                      (mask.extent(0) == x.extent(0) && mask.extent(1) == x.extent(1)),
-                  op, "pad_mask ", impl::shape_of(mask), " must be empty or (B, L) of x ",
-                  impl::shape_of(x));
+    impl::check_mixer_io(op, config_.d_model, x, mask, y, y_name);
   }
 
   /// (B, L, H·P) seen as (B, L, H, P), same data.
   static view<T****> heads(view<T***> const& v, int P) {
     return view<T****>(v.data(), v.extent(0), v.extent(1), v.extent(2) / P, P);
   }
-  template <class W3>
-  static auto as_conv_2d(W3 const& w) {
-    return Kokkos::View<T**, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged>(
-        w.data(), w.extent(0), w.extent(2));
-  }
   static auto conv_weight(nn::ParameterStore<Space, T> const& store, std::string const& p) {
-    return as_conv_2d(store.template value<3>(p + "conv1d.weight"));
+    return impl::as_conv_2d(store.template value<3>(p + "conv1d.weight"));
   }
 
   SsdInputs<T, memory_space> ssd_inputs(nn::ParameterStore<Space, T> const& store,
@@ -377,6 +389,7 @@ class Mamba2Mixer {
   }
 
   Mamba2Config config_;
+  impl::HybridBranch<Space, T> hybrid_;  // the optional HAX branch and its E
 };
 
 }  // namespace hax::ssm

@@ -10,8 +10,11 @@
 ///   delta         = dt_proj.weight · dt_low               the bias goes in as the scan's delta_bias
 ///   scan          = selective_scan(x, delta, dt_proj.bias, −exp(A_log), B, C, D)
 ///   y             = out_proj(scan ⊙ SiLU(z))             (B, L, d_model), no bias
-/// m is the pad mask (1 = real token). The sparse HAX branch (y = (scan + attn ⊙ E) ⊙ SiLU(z))
-/// needs hax/attention/sparse_branch.hpp; without it a config with `sparse` is rejected.
+/// m is the pad mask (1 = real token). With `sparse` (the HAX hybrid, semantics.md section 4):
+///   attn          = SparseBranch(x)                      (B, L, E), V = x, Q/K from xx_proj(x)
+///   y             = out_proj((scan + attn ⊙ E) ⊙ SiLU(z))
+/// which is the reference's out_proj(scan ⊙ SiLU(z) + attn ⊙ E ⊙ SiLU(z)); the branch's ranking
+/// loss (training with key selection) is added to gate_loss.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -24,6 +27,7 @@
 #include <hax/nn/linear.hpp>
 #include <hax/nn/parameters.hpp>
 #include <hax/ssm/impl/mixer_common.hpp>
+#include <hax/ssm/impl/mixer_hybrid.hpp>
 #include <hax/ssm/policy.hpp>
 #include <hax/ssm/selective_scan.hpp>
 
@@ -43,7 +47,9 @@ struct MambaConfig {
   int conv_kernel = 4;      ///< K, the causal conv width (≤ nn::kMaxConvWidth)
   double init_range = 0.1;  ///< std of the N(0, ·) Linear weights
   int chunk = 64;           ///< selective-scan checkpoint chunk (memory vs recompute)
-  std::optional<attn::SparseBranchConfig> sparse;  ///< the HAX branch, if any
+  /// The HAX branch, if any; its d_inner and state_size must be the mixer's (0 = take them).
+  std::optional<attn::SparseBranchConfig> sparse;
+  double e_init = 1.0;      ///< initial value of E (the released code: 1; the paper's NL runs: 0)
 };
 
 /// The Mamba-1 mixer (stateless: parameters live in an nn::ParameterStore under a prefix).
@@ -68,15 +74,19 @@ class MambaMixer {
     core::require(config_.init_range > 0.0, op, "init_range must be > 0, got ",
                   config_.init_range);
     core::require(config_.chunk >= 1, op, "chunk must be >= 1, got ", config_.chunk);
-    core::require(!config_.sparse.has_value(), op,
-                  "sparse: the sparse branch (hax/attention/sparse_branch.hpp) is not wired into "
-                  "this build of the mixer yet; leave `sparse` empty");
+    hybrid_ = impl::HybridBranch<Space, T>(config_.sparse, config_.d_inner, config_.state_size,
+                                           config_.e_init, op);
   }
 
   MambaConfig const& config() const { return config_; }
+  /// Whether the HAX sparse branch is on (config().sparse was given).
+  bool has_sparse_branch() const { return hybrid_.enabled(); }
+  /// The branch (only when has_sparse_branch()); its config has the mixer's widths filled in.
+  attn::SparseBranch<Space, T> const& sparse_branch() const { return hybrid_.branch(); }
 
   /// Registers the reference's parameters (names and initialisation of semantics.md section 2,
-  /// "Mamba-1 and Samba") under `prefix` ("layers.0.mixer" or "layers.0.mixer.").
+  /// "Mamba-1 and Samba") under `prefix` ("layers.0.mixer" or "layers.0.mixer."); with the
+  /// branch also E (E) = e_init, xx_proj.weight (2N, E) and, with key selection, ks_mlp.*.
   void register_parameters(nn::ParameterStore<Space, T>& store, std::string const& prefix) const {
     auto const p = impl::mixer_prefix(prefix);
     auto const D = std::size_t(config_.d_model), E = std::size_t(config_.d_inner);
@@ -94,12 +104,14 @@ class MambaMixer {
     store.add(p + "A_log", {E, N}, nn::init::ALog{});
     store.add(p + "D", {E}, nn::init::Ones{});
     store.add(p + "out_proj.weight", {D, E}, linear);
+    hybrid_.register_parameters(store, p);
   }
 
   /// What the backward needs (all (B, L, ·) LayoutRight).
   struct Saved {
     view<T const***> x;         // (B, L, d_model) the mixer input (the caller keeps it alive)
     view<std::int8_t**> mask;   // (B, L) 1 = real token (all ones without a pad mask)
+    bool has_mask = false;      // whether a pad mask was given (the branch then skips pads)
     view<T***> xin;             // (B, L, E) in_proj's x half, before the conv
     view<T***> z;               // (B, L, E) in_proj's gate half
     view<T***> xc;              // (B, L, E) SiLU(conv(x ⊙ m)) ⊙ m, the scan input
@@ -108,19 +120,22 @@ class MambaMixer {
     view<T***> Cm;              // (B, L, N)
     view<T***> delta;           // (B, L, E) dt_proj.weight · dt_low (before bias and softplus)
     view<T**> A;                // (E, N) −exp(A_log)
-    view<T***> scan;            // (B, L, E) the scan output
+    view<T***> scan;            // (B, L, E) the scan output, + attn ⊙ E with the branch (the gate's input)
     view<T***> gated;           // (B, L, E) scan ⊙ SiLU(z), out_proj's input
     SelectiveScanSaved<T, memory_space> scan_saved;  // (B, E, n_chunks, N) chunk states
+    typename impl::HybridBranch<Space, T>::Saved hybrid;  // the branch's (only with `sparse`)
   };
 
   /// Forward. \param x [in] (B, L, d_model) the normalised block input.
   /// \param pad_mask [in] (B, L) nonzero = real token, or an empty View (no padding).
-  /// \param y [out] (B, L, d_model), written. \param gate_loss [in,out] 0-d device View; only
-  /// the sparse branch with key selection adds to it (never here). Asynchronous on `space`.
+  /// \param y [out] (B, L, d_model), written. \param gate_loss [in,out] 0-d device View: the
+  /// branch's ranking loss is added (+=) in training (ctx.training) with key selection, else it
+  /// is untouched (and may be empty). \param ctx seeds, step and layer of the branch's random
+  /// draws (unused without the branch). Asynchronous on `space`: no host synchronisation.
   template <class X, class Mask, class Y, class Loss>
   Saved forward(Space const& space, nn::ParameterStore<Space, T> const& store,
                 std::string const& prefix, X const& x, Mask const& pad_mask, Y const& y,
-                Loss const& /*gate_loss*/, attn::StepContext const& /*ctx*/) const {
+                Loss const& gate_loss, attn::StepContext const& ctx) const {
     char const* op = "hax::ssm::MambaMixer::forward";
     static_assert(X::rank() == 3 && Y::rank() == 3 && Mask::rank() == 2,
                   "hax::ssm::MambaMixer::forward: x, y (B, L, d_model), pad_mask (B, L)");
@@ -135,6 +150,7 @@ class MambaMixer {
     s.x = x;
     s.mask = view<std::int8_t**>(alloc("hax::ssm::mamba_mask"), B, L);
     impl::copy_mask(space, pad_mask, s.mask);
+    s.has_mask = pad_mask.is_allocated();
     auto const mflat = impl::flat_mask(s.mask);
 
     view<T***> xz(alloc("hax::ssm::mamba_xz"), B, L, 2 * E);  // (B, L, 2E)
@@ -170,6 +186,10 @@ class MambaMixer {
     s.scan = view<T***>(alloc("hax::ssm::mamba_scan"), B, L, E);
     s.scan_saved = selective_scan_forward(space, scan_inputs(store, p, s), s.scan,
                                           ChunkBoundaries{config_.chunk});
+    if (hybrid_.enabled()) {  // scan += attn ⊙ E, attn from the scan's own input x
+      s.hybrid = hybrid_.forward(space, store, p, s.xc, s.has_mask ? s.mask : view<std::int8_t**>(),
+                                 s.scan, gate_loss, ctx);
+    }
     s.gated = view<T***>(alloc("hax::ssm::mamba_gated"), B, L, E);
     nn::silu_gate_forward(space, s.scan, s.z, s.gated);
     nn::linear_forward(space, nn::as_rows(s.gated), store.template value<2>(p + "out_proj.weight"),
@@ -178,11 +198,13 @@ class MambaMixer {
   }
 
   /// Backward. \param dy [in] (B, L, d_model). \param dx [out] (B, L, d_model), written (=).
-  /// Parameter gradients accumulate (+=) into store.grad<R>(...). Asynchronous on `space`.
+  /// Parameter gradients accumulate (+=) into store.grad<R>(...); with key selection in training
+  /// the MLP's come from ctx.gate_loss_weight (α) × the ranking loss only. \param ctx the forward's.
+  /// Asynchronous on `space`.
   template <class DY, class DX>
   void backward(Space const& space, nn::ParameterStore<Space, T> const& store,
                 std::string const& prefix, Saved const& s, DY const& dy, DX const& dx,
-                attn::StepContext const& /*ctx*/) const {
+                attn::StepContext const& ctx) const {
     char const* op = "hax::ssm::MambaMixer::backward";
     static_assert(DY::rank() == 3 && DX::rank() == 3,
                   "hax::ssm::MambaMixer::backward: dy, dx (B, L, d_model)");
@@ -203,6 +225,7 @@ class MambaMixer {
                         store.template value<2>(p + "out_proj.weight"), nn::as_rows(dgated),
                         store.template grad<2>(p + "out_proj.weight"), view<T*>());
     // gate: dscan = dgated ⊙ SiLU(z), dz = dgated ⊙ scan ⊙ SiLU'(z); dz goes straight into dxz
+  // (with the branch "scan" is scan + attn ⊙ E, and dscan is the gradient of both terms)
     view<T***> dscan(alloc("hax::ssm::mamba_dscan"), B, L, E);
     view<T***> dz(alloc("hax::ssm::mamba_dz"), B, L, E);
     nn::silu_gate_backward(space, dgated, s.scan, s.z, dscan, dz);
@@ -236,6 +259,9 @@ class MambaMixer {
                         store.template value<2>(p + "x_proj.weight"), nn::as_rows(dxc),
                         store.template grad<2>(p + "x_proj.weight"), view<T*>());
     nn::add_forward(space, dxc, g.du, dxc);
+    if (hybrid_.enabled()) {  // dE, and the branch's dx (V and xx_proj) added into dxc
+      hybrid_.backward(space, store, p, s.hybrid, dscan, dxc, ctx);
+    }
     impl::mask_rows(space, nn::as_rows(dxc), mflat);
 
     // conv + SiLU (its pre-conv mask zeroes dxin at pads), then in_proj on [dxin, dz]
@@ -244,7 +270,7 @@ class MambaMixer {
     auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
     nn::conv1d_silu_backward(space, dxc, s.xin, conv_weight(store, p),
                              store.template value<1>(p + "conv1d.bias"), s.mask, dxin,
-                             as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
+                             impl::as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
     impl::place_columns(space, nn::as_rows(dxin), 0, nn::as_rows(dxz), no_mask);
     impl::place_columns(space, nn::as_rows(dz), E, nn::as_rows(dxz), no_mask);
     nn::linear_backward(space, nn::as_rows(dxz), nn::as_rows(s.x),
@@ -267,7 +293,8 @@ class MambaMixer {
                    config_.d_inner, config_.state_size)};
   }
 
-  /// One token (inference, no padding, no sparse branch: that would need a KV cache).
+  /// One token (inference, no padding; not with the sparse branch, which would need a KV cache:
+  /// throws hax::invalid_argument then).
   /// \param x [in] (B, d_model) this token's input; \param y [out] (B, d_model), written.
   /// Fed the tokens of a sequence one by one from a zeroed state, gives forward()'s outputs.
   template <class X, class Y>
@@ -276,6 +303,8 @@ class MambaMixer {
     static_assert(X::rank() == 2 && Y::rank() == 2,
                   "hax::ssm::MambaMixer::step: x, y (B, d_model)");
     char const* op = "hax::ssm::MambaMixer::step";
+    core::require(!hybrid_.enabled(), op,
+                  "sparse: step mode has no KV cache for the sparse branch; use forward()");
     auto const p = impl::mixer_prefix(prefix);
     int const B = x.extent_int(0);
     int const E = config_.d_inner, N = config_.state_size, R = config_.dt_rank;
@@ -328,25 +357,10 @@ class MambaMixer {
  private:
   template <class X, class Mask, class Y>
   void check_io(char const* op, X const& x, Mask const& mask, Y const& y, char const* y_name) const {
-    core::require(x.extent_int(2) == config_.d_model, op, "x ", impl::shape_of(x),
-                  " must be (B, L, d_model = ", config_.d_model, ")");
-    core::require(y.extent(0) == x.extent(0) && y.extent(1) == x.extent(1) &&
-                      y.extent_int(2) == config_.d_model,
-                  op, y_name, " ", impl::shape_of(y), " must match x ", impl::shape_of(x));
-    core::require(!mask.is_allocated() ||
-                      (mask.extent(0) == x.extent(0) && mask.extent(1) == x.extent(1)),
-                  op, "pad_mask ", impl::shape_of(mask), " must be empty or (B, L) of x ",
-                  impl::shape_of(x));
-  }
-
-  /// The (E, 1, K) conv weight as the (E, K) View the conv ops take (same data).
-  template <class W3>
-  static auto as_conv_2d(W3 const& w) {
-    return Kokkos::View<T**, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged>(
-        w.data(), w.extent(0), w.extent(2));
+    impl::check_mixer_io(op, config_.d_model, x, mask, y, y_name);
   }
   static auto conv_weight(nn::ParameterStore<Space, T> const& store, std::string const& p) {
-    return as_conv_2d(store.template value<3>(p + "conv1d.weight"));
+    return impl::as_conv_2d(store.template value<3>(p + "conv1d.weight"));
   }
 
   static SelectiveScanInputs<T, memory_space> scan_inputs(
@@ -363,6 +377,7 @@ class MambaMixer {
   }
 
   MambaConfig config_;
+  impl::HybridBranch<Space, T> hybrid_;  // the optional HAX branch and its E
 };
 
 }  // namespace hax::ssm

@@ -3,10 +3,13 @@
 /// Serial host reference of the Mamba-2 mixer forward (hax::ssm::Mamba2Mixer), composed from the
 /// plain references of its ops (linear, conv1d + SiLU, SSD, gated RMSNorm), written to be read.
 /// The tests compare the device mixer with it; gradients are checked by finite differences.
-/// Step by step as docs/math/mamba2_mixer.md.
+/// Step by step as docs/math/mamba2_mixer.md. With a MixerBranch (reference/ssm/mamba_mixer.hpp)
+/// the HAX hybrid: scan + attn ⊙ E enters the gated norm, attn from the SSD's input x. There is
+/// no reference backward: gradients are checked by finite differences.
 #pragma once
 
 #include <hax/reference/nn/conv1d.hpp>
+#include <hax/reference/ssm/mamba_mixer.hpp>  // MixerBranch, mixer_branch_forward
 #include <hax/reference/nn/linear.hpp>
 #include <hax/reference/nn/rms_norm.hpp>
 #include <hax/reference/ssm/ssd.hpp>
@@ -40,10 +43,13 @@ struct Mamba2MixerWeights {
   std::vector<T> out_proj;  // (D, E)
 };
 
-/// y (B, L, D) for input x (B, L, D) and pad mask (B, L) (1 = real; empty = no padding).
+/// y (B, L, D) for input x (B, L, D) and pad mask (B, L) (1 = real; empty = no padding); with
+/// `branch` the hybrid mixer, whose ranking loss is added to *gate_loss (when not null).
 template <class T>
 std::vector<T> mamba2_mixer_forward(Mamba2MixerShape const& s, Mamba2MixerWeights<T> const& w,
-                                    std::vector<T> x, std::vector<T> const& mask) {
+                                    std::vector<T> x, std::vector<T> const& mask,
+                                    MixerBranch<T> const* branch = nullptr,
+                                    T* gate_loss = nullptr) {
   std::size_t const M = s.B * s.L, E = s.H * s.P, N = s.N, H = s.H;
   std::size_t const C = E + 2 * N, W = 2 * E + 2 * N + H;
   if (!mask.empty()) {  // the input is multiplied by the pad mask first
@@ -85,7 +91,13 @@ std::vector<T> mamba2_mixer_forward(Mamba2MixerShape const& s, Mamba2MixerWeight
     q.A[h] = -std::exp(w.A_log[h]);  // A = −exp(A_log)
   }
   q.Dskip = w.D;
-  auto const scan = ssd_forward(q);  // (M, E)
+  auto scan = ssd_forward(q);  // (M, E)
+  if (branch != nullptr) {  // scan + attn ⊙ E, attn from the SSD's input x
+    T const loss = mixer_branch_forward(*branch, q.x, mask, s.B, s.L, scan);
+    if (gate_loss != nullptr) {
+      *gate_loss += loss;
+    }
+  }
   std::vector<T> rstd;
   auto const normed = nn::rms_norm_forward(scan, z, w.norm_w, M, E, T(s.eps), rstd);
   return nn::linear_forward(normed, w.out_proj, {}, M, E, s.D);

@@ -3,9 +3,15 @@
 /// Serial host reference of the Mamba-1 mixer forward (hax::ssm::MambaMixer), composed from the
 /// plain references of its ops (linear, conv1d + SiLU, selective scan), written to be read. The
 /// tests compare the device mixer with it; gradients are checked by finite differences of it and
-/// of the device forward. Step by step as docs/math/mamba_mixer.md.
+/// of the device forward. Step by step as docs/math/mamba_mixer.md. With a MixerBranch, the HAX
+/// hybrid: the sparse branch's reference (reference/attention/sparse_branch.hpp) on the post-conv
+/// x, added as scan + attn ⊙ E before the gate. MixerBranch and mixer_branch_forward are shared
+/// with the Mamba-2 reference. There is no reference backward: gradients are checked by finite
+/// differences (docs/math/mamba_mixer.md, "What the tests check").
 #pragma once
 
+#include <hax/attention/sparse_branch.hpp>
+#include <hax/reference/attention/sparse_branch.hpp>
 #include <hax/reference/nn/activation.hpp>
 #include <hax/reference/nn/conv1d.hpp>
 #include <hax/reference/nn/linear.hpp>
@@ -41,10 +47,41 @@ struct MambaMixerWeights {
   std::vector<T> out_proj;   // (D, E)
 };
 
-/// y (B, L, D) for input x (B, L, D) and pad mask (B, L) (1 = real; empty = no padding).
+/// The HAX branch of a hybrid mixer reference: the branch config (its d_inner and state_size are
+/// the mixer's), its parameters, E and the step context of the forward.
+template <class T>
+struct MixerBranch {
+  hax::attn::SparseBranchConfig config;
+  attn::SparseBranchParams<T> params;  // xx_proj (2N, E), the scoring MLP (key selection)
+  std::vector<T> E;                    // (E)
+  hax::attn::StepContext ctx;
+};
+
+/// scan (B·L, E) += attn ⊙ E with attn = the branch reference on x (B·L, E), the post-conv,
+/// pad-masked x; mask (B·L) 1 = real or empty. Returns the branch's ranking loss (0 unless
+/// training with key selection).
+template <class T>
+T mixer_branch_forward(MixerBranch<T> const& br, std::vector<T> const& x, std::vector<T> const& mask,
+                       std::size_t B, std::size_t L, std::vector<T>& scan) {
+  std::vector<int> valid;  // the branch reference's mask type; empty = no padding
+  for (T m : mask) {
+    valid.push_back(m != T(0) ? 1 : 0);
+  }
+  auto const r = attn::sparse_branch_forward(br.config, br.params, x, valid, int(B), int(L), br.ctx);
+  std::size_t const E = br.E.size();
+  for (std::size_t i = 0; i < scan.size(); ++i) {
+    scan[i] += r.attn[i] * br.E[i % E];
+  }
+  return r.gate_loss;
+}
+
+/// y (B, L, D) for input x (B, L, D) and pad mask (B, L) (1 = real; empty = no padding); with
+/// `branch` the hybrid mixer, whose ranking loss is added to *gate_loss (when not null).
 template <class T>
 std::vector<T> mamba_mixer_forward(MambaMixerShape const& s, MambaMixerWeights<T> const& w,
-                                   std::vector<T> const& x, std::vector<T> const& mask) {
+                                   std::vector<T> const& x, std::vector<T> const& mask,
+                                   MixerBranch<T> const* branch = nullptr,
+                                   T* gate_loss = nullptr) {
   std::size_t const M = s.B * s.L, E = s.E, N = s.N, R = s.R;
   // in_proj → (x, z)
   auto const xz = nn::linear_forward(x, w.in_proj, {}, M, s.D, 2 * E);  // (M, 2E)
@@ -91,7 +128,13 @@ std::vector<T> mamba_mixer_forward(MambaMixerShape const& s, MambaMixerWeights<T
   p.Bm = Bm;
   p.Cm = Cm;
   p.Dskip = w.D;
-  auto const scan = selective_scan_forward(p);  // (M, E)
+  auto scan = selective_scan_forward(p);  // (M, E)
+  if (branch != nullptr) {  // scan + attn ⊙ E, attn from the scan's input x
+    T const loss = mixer_branch_forward(*branch, xc, mask, s.B, s.L, scan);
+    if (gate_loss != nullptr) {
+      *gate_loss += loss;
+    }
+  }
   // scan ⊙ SiLU(z) → out_proj
   std::vector<T> gated(M * E);
   for (std::size_t i = 0; i < M * E; ++i) {

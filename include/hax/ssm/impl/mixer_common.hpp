@@ -2,45 +2,20 @@
 /// \file
 /// Internals shared by the Mamba and Mamba2 mixers: column split/place kernels between a packed
 /// projection output (M, C_total) and its (M, C) parts, pad masking, A = −exp(A_log) and its
-/// chain rule, the prefix convention, and the sparse-branch types the mixer configs name
-/// (taken from hax/attention/sparse_branch.hpp when it exists, local stand-ins otherwise).
+/// chain rule, the prefix convention, the one-token conv step, and (through
+/// hax/attention/sparse_branch.hpp) the sparse-branch types the mixer configs and calls name.
 #pragma once
 
 #include <Kokkos_Core.hpp>
+#include <hax/attention/sparse_branch.hpp>  // StepContext, SparseBranchConfig (mixer API)
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/nn/activation.hpp>
+#include <hax/ssm/impl/common.hpp>  // shape_of, const_view
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
-
-#if __has_include(<hax/attention/sparse_branch.hpp>)
-#include <hax/attention/sparse_branch.hpp>
-#define HAX_SSM_MIXERS_HAVE_SPARSE_BRANCH 1
-#else
-#include <hax/attention/pattern/concepts.hpp>
-namespace hax::attn {
-/// Stand-in with the fields of the sparse branch's StepContext (until that header lands).
-struct StepContext {
-  std::uint64_t seed = 1;
-  std::uint64_t step = 0;
-  int layer = 0;
-  bool training = true;
-  double gate_loss_weight = 0.1;
-};
-/// Stand-in with the fields of the sparse branch's configuration (until that header lands).
-struct SparseBranchConfig {
-  std::string arch;
-  int keys = 64;
-  int num_hash = 8;
-  int state_size = 0;
-  int d_inner = 0;
-  Semantics semantics = Semantics::causal;
-  int max_length = 2048;
-};
-}  // namespace hax::attn
-#define HAX_SSM_MIXERS_HAVE_SPARSE_BRANCH 0
-#endif
 
 namespace hax::ssm::impl {
 
@@ -169,6 +144,28 @@ auto flat_mask(Mask const& mask) {
     return V();
   }
   return V(mask.data(), mask.extent(0) * mask.extent(1));
+}
+
+/// The (C, 1, K) conv1d weight as the (C, K) View the conv ops take (same data).
+template <class W3>
+auto as_conv_2d(W3 const& w) {
+  return Kokkos::View<typename W3::value_type**, Kokkos::LayoutRight, typename W3::memory_space,
+                      Kokkos::MemoryUnmanaged>(w.data(), w.extent(0), w.extent(2));
+}
+
+/// The shape checks of a mixer's forward/backward: x (B, L, d_model), y (or dy, dx) of x's shape,
+/// the pad mask empty or (B, L).
+template <class X, class Mask, class Y>
+void check_mixer_io(char const* op, int d_model, X const& x, Mask const& mask, Y const& y,
+                    char const* y_name) {
+  core::require(x.extent_int(2) == d_model, op, "x ", shape_of(x), " must be (B, L, d_model = ",
+                d_model, ")");
+  core::require(y.extent(0) == x.extent(0) && y.extent(1) == x.extent(1) &&
+                    y.extent_int(2) == d_model,
+                op, y_name, " ", shape_of(y), " must match x ", shape_of(x));
+  core::require(!mask.is_allocated() ||
+                    (mask.extent(0) == x.extent(0) && mask.extent(1) == x.extent(1)),
+                op, "pad_mask ", shape_of(mask), " must be empty or (B, L) of x ", shape_of(x));
 }
 
 }  // namespace hax::ssm::impl
