@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,6 +60,31 @@ SparseBranchConfig branch_config(std::string arch, Semantics semantics = Semanti
   return c;
 }
 
+/// Reference gradients by parameter name (without the prefix), and the input's.
+struct Grads {
+  std::map<std::string, std::vector<double>> by_name;
+  std::vector<double> dx;
+};
+
+/// E, xx_proj and (with ranking) the MLP's reference gradients into g.
+void add_branch_grads(Grads& g, hax::reference::ssm::MixerBranch<double> const* br,
+                      std::vector<double> const& dE,
+                      hax::reference::attn::SparseBranchGrads<double> const& b) {
+  if (br == nullptr) {
+    return;
+  }
+  g.by_name["E"] = dE;
+  g.by_name["xx_proj.weight"] = b.dxx_proj;
+  if (!b.dmlp.w1.empty()) {
+    g.by_name["ks_mlp.0.weight"] = b.dmlp.w1;
+    g.by_name["ks_mlp.0.bias"] = b.dmlp.b1;
+    g.by_name["ks_mlp.2.weight"] = b.dmlp.w2;
+    g.by_name["ks_mlp.2.bias"] = b.dmlp.b2;
+    g.by_name["ks_mlp.4.weight"] = b.dmlp.w3;
+    g.by_name["ks_mlp.4.bias"] = b.dmlp.b3;
+  }
+}
+
 /// Mamba-1: d_model 6, d_inner 8, N 4, dt_rank 2, chunk `chunk`.
 struct MambaKind {
   static constexpr char const* name = "mamba";
@@ -81,18 +107,43 @@ struct MambaKind {
                                        std::vector<double> const& x, std::vector<double> const& mask,
                                        hax::reference::ssm::MixerBranch<double> const* br,
                                        double* gate_loss) {
-    hax::reference::ssm::MambaMixerShape const s{B,
-                                                 L,
-                                                 std::size_t(c.d_model),
-                                                 std::size_t(c.d_inner),
-                                                 std::size_t(c.state_size),
-                                                 std::size_t(c.dt_rank),
-                                                 std::size_t(c.conv_kernel)};
-    hax::reference::ssm::MambaMixerWeights<double> const w{
-        get("in_proj.weight"), get("conv1d.weight"), get("conv1d.bias"),
-        get("x_proj.weight"),  get("dt_proj.weight"), get("dt_proj.bias"),
-        get("A_log"),          get("D"),              get("out_proj.weight")};
-    return hax::reference::ssm::mamba_mixer_forward(s, w, x, mask, br, gate_loss);
+    return hax::reference::ssm::mamba_mixer_forward(shape(c, B, L), weights(get), x, mask, br,
+                                                    gate_loss);
+  }
+  static hax::reference::ssm::MambaMixerShape shape(config const& c, std::size_t B, std::size_t L) {
+    return {B,
+            L,
+            std::size_t(c.d_model),
+            std::size_t(c.d_inner),
+            std::size_t(c.state_size),
+            std::size_t(c.dt_rank),
+            std::size_t(c.conv_kernel)};
+  }
+  template <class Get>
+  static hax::reference::ssm::MambaMixerWeights<double> weights(Get get) {
+    return {get("in_proj.weight"), get("conv1d.weight"), get("conv1d.bias"),
+            get("x_proj.weight"),  get("dt_proj.weight"), get("dt_proj.bias"),
+            get("A_log"),          get("D"),              get("out_proj.weight")};
+  }
+  /// The reference backward: gradients by parameter name (branch ones included), and dx.
+  template <class Get>
+  static Grads reference_grads(config const& c, Get get, std::size_t B, std::size_t L,
+                               std::vector<double> const& x, std::vector<double> const& mask,
+                               hax::reference::ssm::MixerBranch<double> const* br,
+                               std::vector<double> const& dy) {
+    auto const s = shape(c, B, L);
+    auto const w = weights(get);
+    auto const tr = hax::reference::ssm::mamba_mixer_trace(s, w, x, mask, br);
+    auto const g = hax::reference::ssm::mamba_mixer_backward(s, w, x, mask, tr, dy, br);
+    Grads out;
+    out.dx = g.dx;
+    out.by_name = {{"in_proj.weight", g.dw.in_proj}, {"conv1d.weight", g.dw.conv_w},
+                   {"conv1d.bias", g.dw.conv_b},     {"x_proj.weight", g.dw.x_proj},
+                   {"dt_proj.weight", g.dw.dt_proj_w}, {"dt_proj.bias", g.dw.dt_proj_b},
+                   {"A_log", g.dw.A_log},            {"D", g.dw.D},
+                   {"out_proj.weight", g.dw.out_proj}};
+    add_branch_grads(out, br, g.dE, g.branch);
+    return out;
   }
 };
 
@@ -118,6 +169,10 @@ struct Mamba2Kind {
                                        std::vector<double> const& x, std::vector<double> const& mask,
                                        hax::reference::ssm::MixerBranch<double> const* br,
                                        double* gate_loss) {
+    return hax::reference::ssm::mamba2_mixer_forward(shape(c, B, L), weights(get), x, mask, br,
+                                                     gate_loss);
+  }
+  static hax::reference::ssm::Mamba2MixerShape shape(config const& c, std::size_t B, std::size_t L) {
     hax::reference::ssm::Mamba2MixerShape s;
     s.B = B;
     s.L = L;
@@ -127,11 +182,31 @@ struct Mamba2Kind {
     s.N = std::size_t(c.state_size);
     s.K = std::size_t(c.conv_kernel);
     s.eps = c.norm_eps;
-    hax::reference::ssm::Mamba2MixerWeights<double> const w{
-        get("in_proj.weight"), get("conv1d.weight"), get("conv1d.bias"),
-        get("dt_bias"),        get("A_log"),         get("D"),
-        get("norm.weight"),    get("out_proj.weight")};
-    return hax::reference::ssm::mamba2_mixer_forward(s, w, x, mask, br, gate_loss);
+    return s;
+  }
+  template <class Get>
+  static hax::reference::ssm::Mamba2MixerWeights<double> weights(Get get) {
+    return {get("in_proj.weight"), get("conv1d.weight"), get("conv1d.bias"),
+            get("dt_bias"),        get("A_log"),         get("D"),
+            get("norm.weight"),    get("out_proj.weight")};
+  }
+  template <class Get>
+  static Grads reference_grads(config const& c, Get get, std::size_t B, std::size_t L,
+                               std::vector<double> const& x, std::vector<double> const& mask,
+                               hax::reference::ssm::MixerBranch<double> const* br,
+                               std::vector<double> const& dy) {
+    auto const s = shape(c, B, L);
+    auto const w = weights(get);
+    auto const tr = hax::reference::ssm::mamba2_mixer_trace(s, w, x, mask, br);
+    auto const g = hax::reference::ssm::mamba2_mixer_backward(s, w, mask, tr, dy, br);
+    Grads out;
+    out.dx = g.dx;
+    out.by_name = {{"in_proj.weight", g.dw.in_proj}, {"conv1d.weight", g.dw.conv_w},
+                   {"conv1d.bias", g.dw.conv_b},     {"dt_bias", g.dw.dt_bias},
+                   {"A_log", g.dw.A_log},            {"D", g.dw.D},
+                   {"norm.weight", g.dw.norm_w},     {"out_proj.weight", g.dw.out_proj}};
+    add_branch_grads(out, br, g.dE, g.branch);
+    return out;
   }
 };
 
@@ -363,7 +438,80 @@ void check_gradients(std::string const& arch, Semantics semantics) {
       [&](std::vector<double> const& v) { return losses(v, params).first; }, "dx", 1e-5, 1e-7);
 }
 
+/// Device backward (parameter gradients accumulating onto random values) vs the reference
+/// backward, every parameter by name and the input; `arch` empty = the mixer without the branch.
+template <class Kind, class T>
+void check_backward(std::string const& arch, Semantics semantics, double tol_scale) {
+  CAPTURE(Kind::name, arch, semantics == Semantics::causal);
+  std::size_t const B = 2, L = 11;
+  auto cfg = Kind::small(4);
+  if (!arch.empty()) {
+    cfg.sparse = branch_config(arch, semantics);
+  }
+  typename Kind::template mixer<T> const mixer(cfg);
+  auto store = make_store<decltype(mixer), T>(mixer, 13);
+  test_space space;
+  act<T> x("x", B, L, kDModel), y("y", B, L, kDModel), dy("dy", B, L, kDModel),
+      dx("dx", B, L, kDModel);
+  mask_view mask("mask", B, L);
+  auto const hmask = right_pad_mask(L, {L, L - 4});
+  hax::test::from_vector(mask, hmask);
+  auto const hx = hax::test::fill_random(x, 14);
+  auto const hdy = hax::test::fill_random(dy, 15);
+  loss_view<T> gate_loss("gate_loss");
+  StepContext ctx;
+  ctx.seed = 9;
+  ctx.step = 1;
+  ctx.layer = 1;
+  ctx.gate_loss_weight = 0.3;
+  hax::test::fill_random(store.grads(), 16);
+  auto const g0 = hax::test::to_vector(store.grads());
+  auto const saved = mixer.forward(space, store, kPrefix, x, mask, y, gate_loss, ctx);
+  mixer.backward(space, store, kPrefix, saved, dy, dx, ctx);
+  space.fence();
+  auto const g = hax::test::to_vector(store.grads());
+  hax::reference::ssm::MixerBranch<double> br;
+  if (!arch.empty()) {
+    br = branch_of(mixer, store, ctx);
+  }
+  auto const ref = Kind::reference_grads(
+      cfg, [&](std::string const& n) { return param(store, n); }, B, L, hx, hmask,
+      arch.empty() ? nullptr : &br, hdy);
+  double const rtol = tol_scale * hax::test::tolerance<T>::rtol;
+  double const atol = tol_scale * hax::test::tolerance<T>::atol;
+  REQUIRE(ref.by_name.size() == store.size());  // every parameter has a reference gradient
+  for (auto const& e : store.entries()) {
+    auto const name = e.name.substr(kPrefix.size());
+    REQUIRE(ref.by_name.count(name) == 1);
+    auto const& expected = ref.by_name.at(name);
+    std::vector<double> got(e.size());
+    for (std::size_t i = 0; i < e.size(); ++i) {
+      got[i] = g[e.offset + i] - g0[e.offset + i];
+    }
+    if (name != "ks_mlp.4.bias") {  // exactly zero: the ranking loss sees score differences only
+      CHECK(hax::test::max_abs(expected) > 0.0);
+    }
+    hax::test::check_close(got, expected, rtol, atol, "d " + name);
+  }
+  REQUIRE(hax::test::max_abs(ref.dx) > 0.0);
+  hax::test::check_close(hax::test::to_vector(dx), ref.dx, rtol, atol, "dx");
+}
+
 }  // namespace
+
+TEMPLATE_TEST_CASE("mixer backward matches the reference backward (with and without the branch)",
+                   "[ssm][mamba_mixer][mamba2_mixer][hybrid]", MambaKind, Mamba2Kind) {
+  auto const arch = GENERATE(as<std::string>{}, "", "sliding_window", "sign_bin_lsh",
+                             "sign_bin_lsh+key_selection", "sliding_window+dilated");
+  auto const semantics = GENERATE(Semantics::causal, Semantics::reference);
+  check_backward<TestType, double>(arch, semantics, 10.0);
+}
+
+TEMPLATE_TEST_CASE("mixer backward in float matches the double reference backward",
+                   "[ssm][mamba_mixer][mamba2_mixer][hybrid]", MambaKind, Mamba2Kind) {
+  auto const arch = GENERATE(as<std::string>{}, "", "sliding_window", "sign_bin_lsh+key_selection");
+  check_backward<TestType, float>(arch, Semantics::causal, 10.0);
+}
 
 TEMPLATE_TEST_CASE("hybrid mixer forward and gate loss match the reference",
                    "[ssm][mamba_mixer][mamba2_mixer][hybrid]", MambaKind, Mamba2Kind) {
