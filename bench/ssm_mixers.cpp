@@ -101,12 +101,14 @@ void register_hybrid() {
     double const f1 = 6.0 * mc.d_inner + 2 * mc.state_size + mc.dt_rank + 64 + extra1;
     double const f2 = 5.0 * m2.d_inner + 4 * m2.state_size + m2.num_heads + 64 + extra2;
     std::string const tag = sparse ? "_hax/fwd_bwd/d64" : "/fwd_bwd/d64";
-    auto* b1 = benchmark::RegisterBenchmark(("mamba_mixer" + tag).c_str(), [mc, f1](benchmark::State& s) {
-      run_mixer<Space, hax::ssm::MambaMixer<Space, float>>(s, mc, true, f1);
-    });
-    auto* b2 = benchmark::RegisterBenchmark(("mamba2_mixer" + tag).c_str(), [m2, f2](benchmark::State& s) {
-      run_mixer<Space, hax::ssm::Mamba2Mixer<Space, float>>(s, m2, true, f2);
-    });
+    auto* b1 =
+        benchmark::RegisterBenchmark(("mamba_mixer" + tag).c_str(), [mc, f1](benchmark::State& s) {
+          run_mixer<Space, hax::ssm::MambaMixer<Space, float>>(s, mc, true, f1);
+        });
+    auto* b2 =
+        benchmark::RegisterBenchmark(("mamba2_mixer" + tag).c_str(), [m2, f2](benchmark::State& s) {
+          run_mixer<Space, hax::ssm::Mamba2Mixer<Space, float>>(s, m2, true, f2);
+        });
     for (auto* b : {b1, b2}) {
       b->Args({8, 1057});
       if (sparse) {

@@ -94,7 +94,9 @@ class Mamba2Mixer {
   attn::SparseBranch<Space, T> const& sparse_branch() const { return hybrid_.branch(); }
 
   /// Width of in_proj's output: [z (E), xBC (E + 2N), dt (H)].
-  int proj_width() const { return 2 * config_.d_inner + 2 * config_.state_size + config_.num_heads; }
+  int proj_width() const {
+    return 2 * config_.d_inner + 2 * config_.state_size + config_.num_heads;
+  }
   /// Channels of the conv: xBC.
   int conv_width() const { return config_.d_inner + 2 * config_.state_size; }
 
@@ -131,7 +133,7 @@ class Mamba2Mixer {
     view<T***> Bm;              // (B, L, N)
     view<T***> Cm;              // (B, L, N)
     view<T*> A;                 // (H) −exp(A_log)
-    view<T***> scan;            // (B, L, E) the SSD output, + attn ⊙ E with the branch (the norm's input)
+    view<T***> scan;            // (B, L, E) the SSD output (+ attn ⊙ E with the branch)
     view<T**> rstd;             // (B, L) of the gated RMSNorm
     view<T***> normed;          // (B, L, E) out_proj's input
     SsdSaved<T, memory_space> ssd_saved;  // (B, H, n_chunks, P, N) chunk states
@@ -336,7 +338,8 @@ class Mamba2Mixer {
     impl::conv_silu_step(space, xbc, conv_weight(store, p),
                          store.template value<1>(p + "conv1d.bias"), state.conv, xbc_act);
     view<T**> xs(alloc("hax::ssm::mamba2_step_x"), B, E);
-    view<T**> Bm(alloc("hax::ssm::mamba2_step_B"), B, N), Cm(alloc("hax::ssm::mamba2_step_C"), B, N);
+    view<T**> Bm(alloc("hax::ssm::mamba2_step_B"), B, N),
+        Cm(alloc("hax::ssm::mamba2_step_C"), B, N);
     impl::split_columns(space, xbc_act, 0, xs);
     impl::split_columns(space, xbc_act, E, Bm);
     impl::split_columns(space, xbc_act, E + N, Cm);
@@ -363,7 +366,8 @@ class Mamba2Mixer {
 
  private:
   template <class X, class Mask, class Y>
-  void check_io(char const* op, X const& x, Mask const& mask, Y const& y, char const* y_name) const {
+  void check_io(char const* op, X const& x, Mask const& mask, Y const& y,
+                char const* y_name) const {
     impl::check_mixer_io(op, config_.d_model, x, mask, y, y_name);
   }
 

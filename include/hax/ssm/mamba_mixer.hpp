@@ -120,7 +120,7 @@ class MambaMixer {
     view<T***> Cm;              // (B, L, N)
     view<T***> delta;           // (B, L, E) dt_proj.weight · dt_low (before bias and softplus)
     view<T**> A;                // (E, N) −exp(A_log)
-    view<T***> scan;            // (B, L, E) the scan output, + attn ⊙ E with the branch (the gate's input)
+    view<T***> scan;            // (B, L, E) the scan output (+ attn ⊙ E with the branch)
     view<T***> gated;           // (B, L, E) scan ⊙ SiLU(z), out_proj's input
     SelectiveScanSaved<T, memory_space> scan_saved;  // (B, E, n_chunks, N) chunk states
     typename impl::HybridBranch<Space, T>::Saved hybrid;  // the branch's (only with `sparse`)
@@ -198,9 +198,9 @@ class MambaMixer {
   }
 
   /// Backward. \param dy [in] (B, L, d_model). \param dx [out] (B, L, d_model), written (=).
-  /// Parameter gradients accumulate (+=) into store.grad<R>(...); with key selection in training
-  /// the MLP's come from ctx.gate_loss_weight (α) × the ranking loss only. \param ctx the forward's.
-  /// Asynchronous on `space`.
+  /// Parameter gradients accumulate (+=) into store.grad<R>(...); with key selection in
+  /// training the MLP's come from ctx.gate_loss_weight (α) × the ranking loss only.
+  /// \param ctx the forward's. Asynchronous on `space`.
   template <class DY, class DX>
   void backward(Space const& space, nn::ParameterStore<Space, T> const& store,
                 std::string const& prefix, Saved const& s, DY const& dy, DX const& dx,
@@ -318,7 +318,8 @@ class MambaMixer {
     };
     view<T**> xz(alloc("hax::ssm::mamba_step_xz"), B, 2 * E);
     nn::linear_forward(space, x, store.template value<2>(p + "in_proj.weight"), view<T*>(), xz);
-    view<T**> xin(alloc("hax::ssm::mamba_step_xin"), B, E), z(alloc("hax::ssm::mamba_step_z"), B, E);
+    view<T**> xin(alloc("hax::ssm::mamba_step_xin"), B, E),
+        z(alloc("hax::ssm::mamba_step_z"), B, E);
     impl::split_columns(space, xz, 0, xin);
     impl::split_columns(space, xz, E, z);
     view<T**> xc(alloc("hax::ssm::mamba_step_xc"), B, E);
@@ -356,7 +357,8 @@ class MambaMixer {
 
  private:
   template <class X, class Mask, class Y>
-  void check_io(char const* op, X const& x, Mask const& mask, Y const& y, char const* y_name) const {
+  void check_io(char const* op, X const& x, Mask const& mask, Y const& y,
+                char const* y_name) const {
     impl::check_mixer_io(op, config_.d_model, x, mask, y, y_name);
   }
   static auto conv_weight(nn::ParameterStore<Space, T> const& store, std::string const& p) {

@@ -104,7 +104,8 @@ struct MambaKind {
   /// The reference forward with the store's values.
   template <class Get>
   static std::vector<double> reference(config const& c, Get get, std::size_t B, std::size_t L,
-                                       std::vector<double> const& x, std::vector<double> const& mask,
+                                       std::vector<double> const& x,
+                                       std::vector<double> const& mask,
                                        hax::reference::ssm::MixerBranch<double> const* br,
                                        double* gate_loss) {
     return hax::reference::ssm::mamba_mixer_forward(shape(c, B, L), weights(get), x, mask, br,
@@ -166,13 +167,15 @@ struct Mamba2Kind {
   }
   template <class Get>
   static std::vector<double> reference(config const& c, Get get, std::size_t B, std::size_t L,
-                                       std::vector<double> const& x, std::vector<double> const& mask,
+                                       std::vector<double> const& x,
+                                       std::vector<double> const& mask,
                                        hax::reference::ssm::MixerBranch<double> const* br,
                                        double* gate_loss) {
     return hax::reference::ssm::mamba2_mixer_forward(shape(c, B, L), weights(get), x, mask, br,
                                                      gate_loss);
   }
-  static hax::reference::ssm::Mamba2MixerShape shape(config const& c, std::size_t B, std::size_t L) {
+  static hax::reference::ssm::Mamba2MixerShape shape(config const& c, std::size_t B,
+                                                     std::size_t L) {
     hax::reference::ssm::Mamba2MixerShape s;
     s.B = B;
     s.L = L;
@@ -339,7 +342,8 @@ void check_forward(std::string const& arch, Semantics semantics, bool training, 
                          "gate_loss");
   // the branch changes the output: the reference without it differs
   auto const base = Kind::reference(
-      cfg, [&](std::string const& n) { return param(store, n); }, B, L, hx, hmask, nullptr, nullptr);
+      cfg, [&](std::string const& n) { return param(store, n); }, B, L, hx, hmask, nullptr,
+      nullptr);
   double diff = 0;
   for (std::size_t i = 0; i < base.size(); ++i) {
     diff = std::max(diff, std::abs(base[i] - expected[i]));
@@ -537,8 +541,9 @@ TEMPLATE_TEST_CASE("hybrid mixer gradients match finite differences (causal)",
 
 TEMPLATE_TEST_CASE("hybrid mixer gradients with key selection match finite differences",
                    "[ssm][mamba_mixer][mamba2_mixer][hybrid]", MambaKind, Mamba2Kind) {
-  check_gradients<TestType>(GENERATE(as<std::string>{}, "key_selection", "sign_bin_lsh+key_selection"),
-                            Semantics::causal);
+  check_gradients<TestType>(
+      GENERATE(as<std::string>{}, "key_selection", "sign_bin_lsh+key_selection"),
+      Semantics::causal);
 }
 
 TEMPLATE_TEST_CASE("hybrid mixer gradients match finite differences (reference semantics)",
@@ -549,7 +554,8 @@ TEMPLATE_TEST_CASE("hybrid mixer gradients match finite differences (reference s
 TEMPLATE_TEST_CASE("causal hybrid mixer: right padding never changes non-pad outputs",
                    "[ssm][mamba_mixer][mamba2_mixer][hybrid]", MambaKind, Mamba2Kind) {
   using T = double;
-  auto const arch = GENERATE(as<std::string>{}, "sign_bin_lsh+key_selection", "sliding_window+dilated");
+  auto const arch =
+      GENERATE(as<std::string>{}, "sign_bin_lsh+key_selection", "sliding_window+dilated");
   CAPTURE(TestType::name, arch);
   std::size_t const L = 12, real = 8;
   auto const cfg = hybrid_config<TestType, T>(arch, Semantics::causal, 5);
@@ -666,7 +672,8 @@ long model_params(long mixer, long D) { return 100 * D + 2 * mixer + 3 * D; }
 
 }  // namespace
 
-TEST_CASE("hybrid mixer parameter counts of the paper's configs", "[ssm][mamba_mixer][mamba2_mixer][hybrid]") {
+TEST_CASE("hybrid mixer parameter counts of the paper's configs",
+          "[ssm][mamba_mixer][mamba2_mixer][hybrid]") {
   auto with = [](auto c, std::string const& arch) {
     SparseBranchConfig b;
     b.arch = arch;

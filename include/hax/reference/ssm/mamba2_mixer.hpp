@@ -140,8 +140,10 @@ struct Mamba2MixerGradients {
 
 /// The reference backward, step by step as docs/math/mamba2_mixer.md, from the forward's trace.
 template <class T>
-Mamba2MixerGradients<T> mamba2_mixer_backward(Mamba2MixerShape const& s, Mamba2MixerWeights<T> const& w,
-                                              std::vector<T> const& mask, Mamba2MixerTrace<T> const& tr,
+Mamba2MixerGradients<T> mamba2_mixer_backward(Mamba2MixerShape const& s,
+                                              Mamba2MixerWeights<T> const& w,
+                                              std::vector<T> const& mask,
+                                              Mamba2MixerTrace<T> const& tr,
                                               std::vector<T> const& dy,
                                               MixerBranch<T> const* branch = nullptr) {
   std::size_t const M = s.B * s.L, E = s.H * s.P, N = s.N, H = s.H;
@@ -179,8 +181,8 @@ Mamba2MixerGradients<T> mamba2_mixer_backward(Mamba2MixerShape const& s, Mamba2M
   std::vector<T> dxbc;
   dw.conv_w.assign(w.conv_w.size(), T(0));
   dw.conv_b.assign(w.conv_b.size(), T(0));
-  nn::conv1d_backward(dact, tr.xbc, w.conv_w, w.conv_b, mask, s.B, s.L, C, s.K, true, dxbc, dw.conv_w,
-                      dw.conv_b);
+  nn::conv1d_backward(dact, tr.xbc, w.conv_w, w.conv_b, mask, s.B, s.L, C, s.K, true, dxbc,
+                      dw.conv_w, dw.conv_b);
   std::vector<T> dproj(M * W);
   for (std::size_t m = 0; m < M; ++m) {
     for (std::size_t j = 0; j < E; ++j) dproj[m * W + j] = dz[m * E + j];

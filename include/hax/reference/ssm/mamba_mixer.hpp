@@ -89,9 +89,11 @@ MixerBranchTrace<T> mixer_branch_forward(MixerBranch<T> const& br, std::vector<T
 /// dE (E) = Σ dmixed ⊙ attn, and the branch reference's backward of dattn = dmixed ⊙ E (its dx is
 /// the gradient of the post-conv x through V and xx_proj; the MLP's is α · d(ranking loss)).
 template <class T>
-attn::SparseBranchGrads<T> mixer_branch_backward(MixerBranch<T> const& br, MixerBranchTrace<T> const& t,
-                                                 std::vector<T> const& x, std::vector<T> const& dmixed,
-                                                 std::size_t B, std::size_t L, std::vector<T>& dE) {
+attn::SparseBranchGrads<T> mixer_branch_backward(MixerBranch<T> const& br,
+                                                 MixerBranchTrace<T> const& t,
+                                                 std::vector<T> const& x,
+                                                 std::vector<T> const& dmixed, std::size_t B,
+                                                 std::size_t L, std::vector<T>& dE) {
   std::size_t const E = br.E.size();
   dE.assign(E, T(0));
   std::vector<T> dattn(dmixed.size());
@@ -99,8 +101,8 @@ attn::SparseBranchGrads<T> mixer_branch_backward(MixerBranch<T> const& br, Mixer
     dE[i % E] += dmixed[i] * t.res.attn[i];
     dattn[i] = dmixed[i] * br.E[i % E];
   }
-  return attn::sparse_branch_backward(br.config, br.params, t.res, x, t.valid, dattn, int(B), int(L),
-                                      br.ctx);
+  return attn::sparse_branch_backward(br.config, br.params, t.res, x, t.valid, dattn, int(B),
+                                      int(L), br.ctx);
 }
 
 /// Every intermediate of the Mamba-1 mixer forward (what the reference backward reads).
@@ -228,7 +230,8 @@ MambaMixerGradients<T> mamba_mixer_backward(MambaMixerShape const& s, MambaMixer
     dw.A_log[i] = sg.dA[i] * tr.p.A[i];  // dA/dA_log = −exp(A_log) = A
   }
   dw.dt_proj_w.assign(w.dt_proj_w.size(), T(0));
-  auto const ddt_low = nn::linear_backward(sg.ddelta, tr.dt_low, w.dt_proj_w, dw.dt_proj_w, none, M, R, E);
+  auto const ddt_low =
+      nn::linear_backward(sg.ddelta, tr.dt_low, w.dt_proj_w, dw.dt_proj_w, none, M, R, E);
   std::vector<T> dxdbl(M * (R + 2 * N));
   for (std::size_t m = 0; m < M; ++m) {
     for (std::size_t r = 0; r < R; ++r) dxdbl[m * (R + 2 * N) + r] = ddt_low[m * R + r];
@@ -256,8 +259,8 @@ MambaMixerGradients<T> mamba_mixer_backward(MambaMixerShape const& s, MambaMixer
   std::vector<T> dxin;
   dw.conv_w.assign(w.conv_w.size(), T(0));
   dw.conv_b.assign(w.conv_b.size(), T(0));
-  nn::conv1d_backward(dxc, tr.xin, w.conv_w, w.conv_b, mask, s.B, s.L, E, s.K, true, dxin, dw.conv_w,
-                      dw.conv_b);
+  nn::conv1d_backward(dxc, tr.xin, w.conv_w, w.conv_b, mask, s.B, s.L, E, s.K, true, dxin,
+                      dw.conv_w, dw.conv_b);
   std::vector<T> dxz(M * 2 * E);
   for (std::size_t m = 0; m < M; ++m) {
     for (std::size_t e = 0; e < E; ++e) {

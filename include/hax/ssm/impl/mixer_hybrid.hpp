@@ -30,7 +30,8 @@ template <class Space, class A, class Bv, class S, class Y>
 void scale_add_forward(Space const& space, A const& a, Bv const& b, S const& scale, Y const& y) {
   int const M = y.extent_int(0), E = y.extent_int(1);
   Kokkos::parallel_for(
-      "hax::ssm::hybrid_combine", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {M, E}),
+      "hax::ssm::hybrid_combine",
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {M, E}),
       KOKKOS_LAMBDA(int m, int e) { y(m, e) = a(m, e) + b(m, e) * scale(e); });
 }
 
@@ -135,8 +136,8 @@ class HybridBranch {
                                            std::string("hax::ssm::hybrid_attn")),
                         x.extent(0), x.extent(1), x.extent(2));
     s.branch = branch_->forward(space, store, p, x, mask, s.attn, gate_loss, ctx);
-    scale_add_forward(space, nn::as_rows(scan), nn::as_rows(s.attn), store.template value<1>(p + "E"),
-                      nn::as_rows(scan));
+    scale_add_forward(space, nn::as_rows(scan), nn::as_rows(s.attn),
+                      store.template value<1>(p + "E"), nn::as_rows(scan));
     return s;
   }
 
@@ -147,12 +148,14 @@ class HybridBranch {
   /// \param dx (B, L, E) the gradient of the post-conv x, accumulated.
   template <class DM, class DX>
   void backward(Space const& space, nn::ParameterStore<Space, T> const& store, std::string const& p,
-                Saved const& s, DM const& dmixed, DX const& dx, attn::StepContext const& ctx) const {
+                Saved const& s, DM const& dmixed, DX const& dx,
+                attn::StepContext const& ctx) const {
     view<T***> dattn(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
                                         std::string("hax::ssm::hybrid_dattn")),
                      s.attn.extent(0), s.attn.extent(1), s.attn.extent(2));  // (B, L, E)
-    scale_add_backward(space, nn::as_rows(dmixed), nn::as_rows(s.attn), store.template value<1>(p + "E"),
-                       nn::as_rows(dattn), store.template grad<1>(p + "E"));
+    scale_add_backward(space, nn::as_rows(dmixed), nn::as_rows(s.attn),
+                       store.template value<1>(p + "E"), nn::as_rows(dattn),
+                       store.template grad<1>(p + "E"));
     branch_->backward(space, store, p, s.branch, dattn, dx, ctx);
   }
 
