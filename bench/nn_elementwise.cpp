@@ -43,10 +43,14 @@ template <class Space>
 Kokkos::Random_XorShift64_Pool<Space>* random_pool = nullptr;
 
 /// Uniform values in [lo, hi): never benchmark on all-zero data. Successive calls draw fresh
-/// numbers from the shared pool, so the operands differ from each other.
+/// numbers from the shared pool, so the operands differ from each other. The fill goes through a
+/// rank-1 alias of the (contiguous) View: Kokkos' fill_random parallelises over the first
+/// extent only, which for a (64, 1057, D) tensor is 64 GPU threads looping for seconds.
 template <class Space, class V>
 void randomize(Space const& space, V const& v, float lo = -1.f, float hi = 1.f) {
-  Kokkos::fill_random(space, v, *random_pool<Space>, lo, hi);
+  Kokkos::View<float*, typename V::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>> flat(
+      v.data(), v.span());
+  Kokkos::fill_random(space, flat, *random_pool<Space>, lo, hi);
 }
 
 /// Counters: `tensors` (B, L, D) float tensors moved and `rows` (B, L) floats, `flop_per_elem`.
