@@ -268,12 +268,13 @@ TEST_CASE("score MLP gradients through the ranking loss match finite differences
 TEST_CASE("causal top-k' equals a sort of every prefix, with and without ties",
           "[attention][key_selection]") {
   bool const ties = GENERATE(false, true);
-  auto const kprime = GENERATE(1, 5, 16);
-  CAPTURE(ties, kprime);
-  int const B = 3, L = 70;
+  auto const kprime = GENERATE(1, 5, 16, 33, 40);  // below, at and above the kernel's block of 32
+  int const L = GENERATE(40, 70, 131);             // one, several and a ragged last block
+  CAPTURE(ties, kprime, L);
+  int const B = 3;
   test_space space;
   v2<float> scores("scores", B, L);
-  auto hs = hax::test::random_vector(B * L, 70 + kprime, -1.0, 1.0);
+  auto hs = hax::test::random_vector(B * L, 70 + kprime + L, -1.0, 1.0);
   if (ties) {
     for (auto& s : hs) { s = std::round(s * 2.0); }  // 5 distinct values: ties everywhere
   }
