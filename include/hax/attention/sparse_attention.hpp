@@ -6,7 +6,9 @@
 /// with C(b,i) the non-negative key(b,i,j) of the pattern (pad keys dropped in causal semantics).
 /// Forward is an online softmax per query row and saves lse (B, L) = log Σ exp(logits) (−∞ marks
 /// an empty row). Backward recomputes the probabilities from q, k and lse (flash-attention style):
-/// D_i = do_i·o_i, dS = P ⊙ (dP − D_i); dq is per row, dk and dv are scatters done with atomics.
+/// D_i = do_i·o_i, dS = P ⊙ (dP − D_i); dq is per row. dk and dv are either gathered per key over
+/// transposed candidate lists built by a counting pass (BackwardAlgorithm::gather, O(B·L·k) scratch,
+/// no floating-point atomics, the default) or scattered with atomics (atomic_scatter).
 /// Cost O(B·L·k·(N + Dv)) time, O(B·L) saved memory (lse); no L×L tensor anywhere.
 ///
 /// Empty rows: Semantics::causal gives o = 0 (the SSM path carries the token); Semantics::reference
@@ -19,6 +21,7 @@
 #pragma once
 
 #include <hax/attention/impl/sparse_attention_kernels.hpp>
+#include <hax/attention/impl/sparse_attention_transpose.hpp>
 #include <hax/attention/pattern/concepts.hpp>
 #include <hax/core/concepts.hpp>
 
@@ -83,7 +86,8 @@ void check_backward_shapes(Q const& q, V const& v, DO const& dout, DQ const& dq,
 
 /// Sparse attention backward: from q, k, v, the forward's o and lse, and do (B, L, Dv), writes
 /// dq, dk (B, L, N) and dv (B, L, Dv) (input gradients: =). Same pattern and options as forward.
-/// Asynchronous on `space`; dk and dv are zeroed on `space` and accumulated with atomics.
+/// Asynchronous on `space`; opts.backward picks the dk/dv algorithm (both write dk, dv; the gather
+/// allocates its transposed lists, O(B·L·k') ints, on `space`).
 template <execution_space Space, sparse_pattern P, class Q, class K, class V, class O, class LSE,
           class DO, class DQ, class DK, class DV>
   requires view_accessible_from<DQ, Space> && (O::rank == 3)

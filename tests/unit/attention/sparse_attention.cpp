@@ -19,6 +19,7 @@
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -31,6 +32,7 @@
 namespace {
 
 using hax::attn::AttentionOptions;
+using hax::attn::BackwardAlgorithm;
 using hax::attn::Semantics;
 using hax::test::test_memory_space;
 using hax::test::test_space;
@@ -92,14 +94,12 @@ void compare_with_reference(DP const& device_pattern, HP const& host_pattern, in
   auto const hk = hax::test::fill_random(k, seed + 1, -2, 2);
   auto const hv = hax::test::fill_random(v, seed + 2);
   auto const hdo = hax::test::fill_random(dout, seed + 3);
-  AttentionOptions const opts{scale, semantics};
+  AttentionOptions opts{scale, semantics};
   if (valid.empty()) {
     hax::attn::sparse_attention_forward(space, device_pattern, q, k, v, o, lse, opts);
-    hax::attn::sparse_attention_backward(space, device_pattern, q, k, v, o, lse, dout, dq, dk, dv, opts);
   } else {
     hax::test::from_vector(mask, std::vector<double>(valid.begin(), valid.end()));
     hax::attn::sparse_attention_forward(space, device_pattern, q, k, v, mask, o, lse, opts);
-    hax::attn::sparse_attention_backward(space, device_pattern, q, k, v, mask, o, lse, dout, dq, dk, dv, opts);
   }
   space.fence();
   auto cast = [](std::vector<double> const& x) { return std::vector<T>(x.begin(), x.end()); };
@@ -113,9 +113,24 @@ void compare_with_reference(DP const& device_pattern, HP const& host_pattern, in
   REQUIRE(hax::test::max_abs(ho) > 0.0);
   hax::test::check_close(ho, dbl(fwd.o), tol::rtol, tol::atol, "o");
   hax::test::check_close(finite_lse(hax::test::to_vector(lse)), finite_lse(dbl(fwd.lse)), tol::rtol, tol::atol, "lse");
-  hax::test::check_close(hax::test::to_vector(dq), dbl(bwd.dq), tol::rtol, tol::atol, "dq");
-  hax::test::check_close(hax::test::to_vector(dk), dbl(bwd.dk), tol::rtol, tol::atol, "dk");
-  hax::test::check_close(hax::test::to_vector(dv), dbl(bwd.dv), tol::rtol, tol::atol, "dv");
+  // Both backward algorithms (and the default) against the same reference gradients; the outputs
+  // are first poisoned so that an entry an algorithm forgets to write cannot pass.
+  for (auto algo : {BackwardAlgorithm::gather, BackwardAlgorithm::atomic_scatter, BackwardAlgorithm::automatic}) {
+    INFO("backward algorithm " << static_cast<int>(algo));
+    opts.backward = algo;
+    Kokkos::deep_copy(dq, T(7));
+    Kokkos::deep_copy(dk, T(7));
+    Kokkos::deep_copy(dv, T(7));
+    if (valid.empty()) {
+      hax::attn::sparse_attention_backward(space, device_pattern, q, k, v, o, lse, dout, dq, dk, dv, opts);
+    } else {
+      hax::attn::sparse_attention_backward(space, device_pattern, q, k, v, mask, o, lse, dout, dq, dk, dv, opts);
+    }
+    space.fence();
+    hax::test::check_close(hax::test::to_vector(dq), dbl(bwd.dq), tol::rtol, tol::atol, "dq");
+    hax::test::check_close(hax::test::to_vector(dk), dbl(bwd.dk), tol::rtol, tol::atol, "dk");
+    hax::test::check_close(hax::test::to_vector(dv), dbl(bwd.dv), tol::rtol, tol::atol, "dv");
+  }
 }
 
 }  // namespace
@@ -260,7 +275,7 @@ namespace {
 
 /// Analytic dq, dk, dv vs central differences of Σ do·o, in double.
 template <class P>
-void gradient_check(P const& pattern, Semantics sem) {
+void gradient_check(P const& pattern, Semantics sem, BackwardAlgorithm algo) {
   test_space space;
   int const B = 2, L = 10, N = 3, Dv = 4;
   v3<double> q("q", B, L, N), k("k", B, L, N), v("v", B, L, Dv), o("o", B, L, Dv), dout("do", B, L, Dv);
@@ -270,7 +285,7 @@ void gradient_check(P const& pattern, Semantics sem) {
   auto const hk = hax::test::fill_random(k, 22, -1.5, 1.5);
   auto const hv = hax::test::fill_random(v, 23);
   auto const hdo = hax::test::fill_random(dout, 24);
-  AttentionOptions const opts{0.7, sem};
+  AttentionOptions const opts{0.7, sem, algo};
   hax::attn::sparse_attention_forward(space, pattern, q, k, v, o, lse, opts);
   hax::attn::sparse_attention_backward(space, pattern, q, k, v, o, lse, dout, dq, dk, dv, opts);
   space.fence();
@@ -296,12 +311,14 @@ void gradient_check(P const& pattern, Semantics sem) {
 }  // namespace
 
 TEST_CASE("sparse attention gradients: finite differences in double", "[attention][sparse]") {
+  auto const algo = GENERATE(BackwardAlgorithm::gather, BackwardAlgorithm::atomic_scatter);
+  INFO("backward algorithm " << static_cast<int>(algo));
   auto const u = hax::attn::SlidingWindow{3} | hax::attn::Dilated{4, 2};
-  SECTION("union, causal") { gradient_check(u, Semantics::causal); }
-  SECTION("union, reference") { gradient_check(u, Semantics::reference); }
+  SECTION("union, causal") { gradient_check(u, Semantics::causal, algo); }
+  SECTION("union, reference") { gradient_check(u, Semantics::reference, algo); }
   // Dilated{4, 2}: queries 0..2 are empty rows (zero in causal, uniform over L in reference).
-  SECTION("dilated with empty rows, causal") { gradient_check(hax::attn::Dilated{4, 2}, Semantics::causal); }
-  SECTION("dilated with empty rows, reference") { gradient_check(hax::attn::Dilated{4, 2}, Semantics::reference); }
+  SECTION("dilated with empty rows, causal") { gradient_check(hax::attn::Dilated{4, 2}, Semantics::causal, algo); }
+  SECTION("dilated with empty rows, reference") { gradient_check(hax::attn::Dilated{4, 2}, Semantics::reference, algo); }
 }
 
 TEST_CASE("sparse attention: bad input", "[attention][sparse]") {
@@ -336,4 +353,41 @@ TEST_CASE("sparse attention: bad input", "[attention][sparse]") {
   auto rt = hax::attn::make_pattern<test_memory_space>("sliding_window+key_selection", 4, L);
   CHECK_THROWS_WITH(hax::attn::sparse_attention_forward(space, rt, q, k, v, o, lse),
                     ContainsSubstring("set_candidates"));
+}
+
+TEST_CASE("transposed candidate lists: each key lists exactly the queries that list it", "[attention][sparse]") {
+  test_space space;
+  int const B = 3, L = 50, kmax = 7;
+  auto const h = random_candidates(B, L, kmax, 31);
+  auto const pattern = hax::attn::Sink{2} | hax::attn::CandidateList(to_device(h));
+  v2<int> mask("mask", B, L);  // (B, L)
+  std::vector<double> m(static_cast<std::size_t>(B * L), 1.0);
+  for (int i = 0; i < L; i += 5) { m[static_cast<std::size_t>(L + i)] = 0.0; }  // pads in sequence 1
+  hax::test::from_vector(mask, m);
+  auto const causal = GENERATE(true, false);
+  INFO("causal " << causal);
+  auto const t = hax::attn::impl::transpose_candidates(space, pattern, hax::attn::impl::PadMask<v2<int>>{mask}, B, L,
+                                                       causal);
+  space.fence();
+  auto const off = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, t.offsets);
+  auto const qs = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, t.queries);
+  auto const hp = hax::attn::Sink{2} | hax::attn::CandidateList(h);
+  auto real = [&](int b, int i) { return !causal || m[static_cast<std::size_t>(b * L + i)] != 0.0; };
+  REQUIRE(off(0) == 0);
+  for (int b = 0; b < B; ++b) {
+    for (int key = 0; key < L; ++key) {
+      std::vector<int> expected;
+      for (int i = 0; i < L; ++i) {
+        if (!real(b, i)) { continue; }
+        for (int j = 0; j < static_cast<int>(hp.max_keys_per_query()); ++j) {
+          if (hp.key(b, i, j) == key && real(b, key)) { expected.push_back(i); }
+        }
+      }
+      std::vector<int> got;
+      for (int e = off(b * L + key); e < off(b * L + key + 1); ++e) { got.push_back(qs(e)); }
+      std::sort(got.begin(), got.end());
+      INFO("b " << b << " key " << key);
+      CHECK(got == expected);
+    }
+  }
 }

@@ -2,7 +2,8 @@
 /// \file
 /// The kernels behind hax/attention/sparse_attention.hpp: input checks, the pad-mask adaptor and
 /// the forward (online softmax per query row) and backward (recompute P from the saved
-/// log-sum-exp; dq per row, dk and dv scattered with atomics) launches. docs/math/sparse_attention.md.
+/// log-sum-exp; dq per row, dk and dv scattered with atomics) launches; the atomic-free
+/// backward is in sparse_attention_transpose.hpp. docs/math/sparse_attention.md.
 #pragma once
 
 #include <hax/attention/pattern/concepts.hpp>
@@ -15,11 +16,27 @@
 
 namespace hax::attn {
 
+/// How the backward forms dk and dv (the queries of a key are spread over the candidate lists).
+enum class BackwardAlgorithm {
+  automatic,       ///< the faster of the two on the backend (default_backward_algorithm)
+  gather,          ///< transpose the lists (count, scan, fill), then gather dk, dv per key: no float atomics
+  atomic_scatter,  ///< scatter dk, dv from each query row with atomic adds
+};
+
 /// Settings of the sparse attention kernels.
 struct AttentionOptions {
-  double scale = 1.0;                       ///< multiplies q·k (the models pre-scale K, so 1)
-  Semantics semantics = Semantics::causal;  ///< what empty rows and pad keys do
+  double scale = 1.0;                                        ///< multiplies q·k (the models pre-scale K, so 1)
+  Semantics semantics = Semantics::causal;                   ///< what empty rows and pad keys do
+  BackwardAlgorithm backward = BackwardAlgorithm::automatic; ///< dk/dv algorithm of the backward
 };
+
+/// The backward algorithm `automatic` picks on `Space`: gather everywhere for now. On 2-core
+/// OpenMP it is 1.5-3x faster than the atomic scatter (docs/perf_attention.md); CUDA is still to
+/// be measured (change this trait if the atomics win there).
+template <class Space>
+constexpr BackwardAlgorithm default_backward_algorithm() {
+  return BackwardAlgorithm::gather;
+}
 
 namespace impl {
 
@@ -137,7 +154,7 @@ void forward(Space const& space, P const& pattern, Q const& q, K const& k, V con
 /// row's own (written), dk and dv are scattered to the candidate keys with atomics (zeroed first).
 template <class Space, class P, class Q, class K, class V, class Mask, class O, class LSE,
           class DO, class DQ, class DK, class DV>
-void backward(Space const& space, P const& pattern, Q const& q, K const& k, V const& v,
+void backward_atomic(Space const& space, P const& pattern, Q const& q, K const& k, V const& v,
               Mask const& valid, O const& o, LSE const& lse, DO const& dout, DQ const& dq,
               DK const& dk, DV const& dv, AttentionOptions const& opts) {
   using T = typename DQ::non_const_value_type;
@@ -152,7 +169,7 @@ void backward(Space const& space, P const& pattern, Q const& q, K const& k, V co
   Kokkos::deep_copy(space, dv, T(0));
   int const league = (rows + rows_per_team - 1) / rows_per_team;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_backward", team_policy(space, league, Kokkos::AUTO),
+      "hax::attn::sparse_attention_backward_atomic", team_policy(space, league, Kokkos::AUTO),
       KOKKOS_LAMBDA(member const& team) {
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
           int const row = team.league_rank() * rows_per_team + r;
