@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// \file
-/// Benchmarks of the truly sparse attention kernels (forward and backward) for each pattern and a
-/// union, over L from 1K to 64K with B·L fixed at 65 536 tokens, and k ∈ {32, 64, 128}; plus dense
+/// Benchmarks of the truly sparse attention kernels (forward; backward with the atomic-free gather
+/// and with atomics) for each pattern and the unions sliding_window+dilated and
+/// sign_bin_lsh+key_selection, over L from 1K to 64K with B·L fixed at 65 536 tokens, and k ∈ {32, 64, 128}; plus dense
 /// causal attention (the Full pattern, O(L²)) at small L for comparison. Shapes: N = 16 (Mamba
 /// state size), Dv = 128 (d_inner).
 ///
@@ -15,6 +16,8 @@
 #include <hax/attention/pattern/compose.hpp>
 #include <hax/attention/pattern/dilated.hpp>
 #include <hax/attention/pattern/full.hpp>
+#include <hax/attention/pattern/names.hpp>
+#include <hax/attention/pattern/sink.hpp>
 #include <hax/attention/pattern/sliding_window.hpp>
 #include <hax/attention/sparse_attention.hpp>
 #include <hax/core/random.hpp>
@@ -36,17 +39,26 @@ using view2 = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::memory_spac
 template <class Space, class T>
 using view3 = Kokkos::View<T***, Kokkos::LayoutRight, typename Space::memory_space>;
 
-enum class Kind { sliding_window, dilated, candidates, sliding_window_dilated, sliding_window_candidates, full };
+enum class Kind {
+  sliding_window,
+  dilated,
+  sink,
+  sign_bin_lsh,        // stand-in candidate lists (scattered, causal), as the LSH plan gives
+  key_selection,       // stand-in candidate lists (scattered, causal), as the top-k plan gives
+  lsh_key_selection,   // the named union sign_bin_lsh+key_selection with both stand-in lists
+  sliding_window_dilated,
+  full
+};
 
 /// Scattered causal candidates, as a key-selection top-k would give: row i holds
 /// i-o, i-o-s, i-o-2s, ... with a random offset o and step s >= 1 (distinct), -1 below 0.
 template <class Space>
-view3<Space, int> scattered_candidates(Space const& space, int B, int L, int kp) {
+view3<Space, int> scattered_candidates(Space const& space, int B, int L, int kp, std::uint64_t seed = 7) {
   view3<Space, int> idx("bench::idx", B, L, kp);  // (B, L, k')
   Kokkos::parallel_for(
       "bench::scattered_candidates", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int i) {
-        hax::core::RngStream rng(hax::core::stream_key(7, b, i));
+        hax::core::RngStream rng(hax::core::stream_key(seed, b, i));
         int const spread = i / kp > 1 ? i / kp : 1;
         int const step = 1 + static_cast<int>(rng.uniform_int(static_cast<std::uint32_t>(spread)));
         int const offset = static_cast<int>(rng.uniform_int(static_cast<std::uint32_t>(step)));
@@ -74,8 +86,12 @@ double mean_keys(P const& pattern, int B, int L) {
   return static_cast<double>(total) / (static_cast<double>(B) * L);
 }
 
+/// mode: 0 forward, 1 backward with the atomic-free gather (the default), 2 backward with atomics.
 template <class Space, class P>
-void run(benchmark::State& state, P const& pattern, int B, int L, bool backward, double extra_alloc) {
+void run(benchmark::State& state, P const& pattern, int B, int L, int mode, double extra_alloc) {
+  bool const backward = mode != 0;
+  hax::attn::AttentionOptions opts;
+  opts.backward = mode == 2 ? hax::attn::BackwardAlgorithm::atomic_scatter : hax::attn::BackwardAlgorithm::gather;
   Space space;
   view3<Space, float> q("q", B, L, kN), k("k", B, L, kN), v("v", B, L, kDv), o("o", B, L, kDv);
   view3<Space, float> dout("do", B, L, kDv), dq("dq", B, L, kN), dk("dk", B, L, kN), dv("dv", B, L, kDv);
@@ -90,7 +106,7 @@ void run(benchmark::State& state, P const& pattern, int B, int L, bool backward,
   double const keys = mean_keys(pattern, B, L);
   for (auto _ : state) {
     if (backward) {
-      hax::attn::sparse_attention_backward(space, pattern, q, k, v, o, lse, dout, dq, dk, dv);
+      hax::attn::sparse_attention_backward(space, pattern, q, k, v, o, lse, dout, dq, dk, dv, opts);
     } else {
       hax::attn::sparse_attention_forward(space, pattern, q, k, v, o, lse);
     }
@@ -100,7 +116,10 @@ void run(benchmark::State& state, P const& pattern, int B, int L, bool backward,
   double const flop = rows * keys * (backward ? (6.0 * kN + 4.0 * kDv) : (2.0 * kN + 2.0 * kDv));
   double const io = rows * (backward ? (2 * kN + 3 * kDv + 1 + 2 * kN + kDv) : (2 * kN + 2 * kDv + 1)) * 4.0;
   double const gathered = rows * keys * (kN + kDv) * 4.0 * (backward ? 3.0 : 1.0);  // k, v reads; dk, dv atomics
-  double const alloc = (4.0 * rows * (kN * 4 + kDv * 4 + 1)) + extra_alloc;
+  // The gather backward also allocates its transposed lists (one int per visited pair, offsets)
+  // and D (B·L floats) on every call.
+  double const scratch = mode == 1 ? 4.0 * rows * (static_cast<double>(pattern.max_keys_per_query()) + 2.0) : 0.0;
+  double const alloc = (4.0 * rows * (kN * 4 + kDv * 4 + 1)) + extra_alloc + scratch;
   using benchmark::Counter;
   state.counters["FLOP"] = Counter(flop, Counter::kDefaults, Counter::kIs1000);
   state.counters["bytes"] = Counter(io + gathered, Counter::kDefaults, Counter::kIs1000);
@@ -111,49 +130,57 @@ void run(benchmark::State& state, P const& pattern, int B, int L, bool backward,
   state.counters["alloc_bytes"] = Counter(alloc, Counter::kDefaults, Counter::kIs1024);
 }
 
-/// Args: L, k, backward (0/1). B = kTokens / L.
+/// Args: L, k, mode (0 fwd, 1 bwd gather, 2 bwd atomic). B = kTokens / L.
 template <class Space>
 void attention(benchmark::State& state, Kind kind) {
   int const L = static_cast<int>(state.range(0));
   int const kk = static_cast<int>(state.range(1));
-  bool const backward = state.range(2) != 0;
+  int const mode = static_cast<int>(state.range(2));
   int const B = kTokens / L;
   Space space;
   switch (kind) {
-    case Kind::sliding_window: run<Space>(state, hax::attn::SlidingWindow{kk}, B, L, backward, 0); break;
-    case Kind::dilated: run<Space>(state, hax::attn::Dilated::from_budget(kk), B, L, backward, 0); break;
+    case Kind::sliding_window: run<Space>(state, hax::attn::SlidingWindow{kk}, B, L, mode, 0); break;
+    case Kind::dilated: run<Space>(state, hax::attn::Dilated::from_budget(kk), B, L, mode, 0); break;
+    case Kind::sink: run<Space>(state, hax::attn::Sink{kk}, B, L, mode, 0); break;
     case Kind::sliding_window_dilated:
-      run<Space>(state, hax::attn::SlidingWindow{kk / 2} | hax::attn::Dilated::from_budget(kk / 2), B, L, backward, 0);
+      run<Space>(state, hax::attn::SlidingWindow{kk / 2} | hax::attn::Dilated::from_budget(kk / 2), B, L, mode, 0);
       break;
-    case Kind::candidates: {
+    case Kind::sign_bin_lsh:
+    case Kind::key_selection: {
       auto const idx = scattered_candidates(space, B, L, kk);
-      run<Space>(state, hax::attn::CandidateList(idx), B, L, backward, 4.0 * idx.size());
+      run<Space>(state, hax::attn::CandidateList(idx), B, L, mode, 4.0 * idx.size());
       break;
     }
-    case Kind::sliding_window_candidates: {
-      auto const idx = scattered_candidates(space, B, L, kk / 2);
-      run<Space>(state, hax::attn::SlidingWindow{kk / 2} | hax::attn::CandidateList(idx), B, L, backward,
-                 4.0 * idx.size());
+    case Kind::lsh_key_selection: {
+      auto p = hax::attn::make_pattern<typename Space::memory_space>("sign_bin_lsh+key_selection", kk, L);
+      auto const a = scattered_candidates(space, B, L, kk / 2);
+      auto const b = scattered_candidates(space, B, L, kk / 2, 8);
+      p.set_candidates(hax::attn::PatternKind::sign_bin_lsh, a);
+      p.set_candidates(hax::attn::PatternKind::key_selection, b);
+      run<Space>(state, p, B, L, mode, 4.0 * (a.size() + b.size()));
       break;
     }
-    case Kind::full: run<Space>(state, hax::attn::Full{L}, B, L, backward, 0); break;
+    case Kind::full: run<Space>(state, hax::attn::Full{L}, B, L, mode, 0); break;
   }
 }
 
 void sparse_args(benchmark::internal::Benchmark* b) {
-  for (int bwd : {0, 1}) {
+  for (int mode : {0, 1, 2}) {
     for (int L : {1024, 4096, 16384, 65536}) {
-      for (int k : {32, 64, 128}) { b->Args({L, k, bwd}); }
+      for (int k : {32, 64, 128}) { b->Args({L, k, mode}); }
     }
   }
-  b->ArgNames({"L", "k", "bwd"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.2);
+  b->ArgNames({"L", "k", "mode"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.05);
 }
 
+/// Dense causal attention (k = L) only up to L = 1024: at B·L = 65 536 it is O(B·L²) work and
+/// the gather backward's transposed lists are B·L²/2 ints (256 MiB at L = 1024); L = 4096 would
+/// take minutes per case on 2 cores.
 void dense_args(benchmark::internal::Benchmark* b) {
-  for (int bwd : {0, 1}) {
-    for (int L : {256, 1024}) { b->Args({L, L, bwd}); }
+  for (int mode : {0, 1, 2}) {
+    for (int L : {256, 1024}) { b->Args({L, L, mode}); }
   }
-  b->ArgNames({"L", "k", "bwd"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.2);
+  b->ArgNames({"L", "k", "mode"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.05);
 }
 
 using Host = Kokkos::DefaultHostExecutionSpace;
@@ -161,9 +188,11 @@ using Host = Kokkos::DefaultHostExecutionSpace;
 void attention_host(benchmark::State& state, Kind kind) { attention<Host>(state, kind); }
 BENCHMARK_CAPTURE(attention_host, sliding_window, Kind::sliding_window)->Apply(sparse_args);
 BENCHMARK_CAPTURE(attention_host, dilated, Kind::dilated)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, candidate_list, Kind::candidates)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, sink, Kind::sink)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, sign_bin_lsh, Kind::sign_bin_lsh)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, key_selection, Kind::key_selection)->Apply(sparse_args);
+BENCHMARK_CAPTURE(attention_host, sign_bin_lsh_key_selection, Kind::lsh_key_selection)->Apply(sparse_args);
 BENCHMARK_CAPTURE(attention_host, sliding_window_dilated, Kind::sliding_window_dilated)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, sliding_window_candidates, Kind::sliding_window_candidates)->Apply(sparse_args);
 BENCHMARK_CAPTURE(attention_host, dense_causal, Kind::full)->Apply(dense_args);
 
 }  // namespace
