@@ -27,10 +27,17 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 namespace {
 
-constexpr int kTokens = 65536;  // B·L
+/// B·L: 2^16 by default (the sweep fits a few minutes on 2 cores); HAX_BENCH_ATTN_TOKENS=1048576
+/// gives the paper-scale sweep (B·L = 2^20, L up to 1M) on a GPU. Read once, before registration.
+int const kTokens = [] {
+  char const* env = std::getenv("HAX_BENCH_ATTN_TOKENS");
+  int const t = env != nullptr ? std::atoi(env) : 0;
+  return t >= 1024 ? t : 65536;
+}();
 constexpr int kN = 16;
 constexpr int kDv = 128;
 
@@ -166,7 +173,8 @@ void attention(benchmark::State& state, Kind kind) {
 
 void sparse_args(benchmark::internal::Benchmark* b) {
   for (int mode : {0, 1, 2}) {
-    for (int L : {1024, 4096, 16384, 65536}) {
+    for (int L : {1024, 4096, 16384, 65536, 262144, 1048576}) {
+      if (L > kTokens) { continue; }  // B = kTokens / L >= 1
       for (int k : {32, 64, 128}) { b->Args({L, k, mode}); }
     }
   }
