@@ -12,14 +12,20 @@
 /// Inside a chunk with log-decay cumsum a_t = Σ_{s<=t in chunk} dt_s A_h:
 ///   y_t = Σ_{s<=t} (C_t·B_s) exp(a_t - a_s) dt_s x_s  +  exp(a_t) S_start C_t  +  Dskip x_t
 /// and S_end = exp(a_last) S_start + Σ_s exp(a_last - a_s) dt_s x_s ⊗ B_s.
-/// Saved: S_start of every chunk, (B, H, ceil(L / Q), P, N). Workspaces: (B, L, Q) for C·Bᵀ (one
-/// group, so shared by the heads) and (B, L, H) for the decays; nothing of size L² or L·P·N.
+/// Saved: S_start of every chunk, (B, H, ceil(L / Q), P, N).
+///
+/// Kernels (impl/ssd_kernels.hpp): the chunk Q is the checkpoint granularity; inside each chunk
+/// the kernels work on tiles of at most 64 steps (as many as fit 44 KiB of team scratch, evened out
+/// over the chunk), one team per (b, tile) with C·Bᵀ shared by the heads, so any Q gives the same
+/// result to rounding and costs about the same. Workspaces: (B, L, H) for the decays and
+/// (B, H, n_tiles, P, N) for the tile states (two in the backward); nothing of size L² or L·P·N.
 #pragma once
 
 #include <Kokkos_Core.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/ssm/impl/common.hpp>
+#include <hax/ssm/impl/ssd_kernels.hpp>
 #include <hax/ssm/policy.hpp>
 #include <string>
 
@@ -82,82 +88,6 @@ void check_ssd(char const* op, SsdInputs<T, Mem> const& in, Y const& y, int chun
                 "y/dy ", shape_of(y), " must match x ", shape_of(x), " (B, L, H, P)");
 }
 
-/// dtv = softplus(dt + dt_bias) and the within-chunk inclusive cumsum of the log decays
-/// acs_t = Σ_{s <= t in the chunk} dtv_s A_h, one thread per (b, h, chunk).
-template <class Space, class T, class Mem>
-void ssd_decay(Space const& space, SsdInputs<T, Mem> const& in, int chunk,
-               Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& dtv,
-               Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& acs) {
-  auto const dt = in.dt;
-  auto const dt_bias = in.dt_bias;
-  auto const A = in.A;
-  int const B = dt.extent_int(0), L = dt.extent_int(1), H = dt.extent_int(2);
-  int const n_chunks = ceil_div(L, chunk);
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_decay",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, n_chunks, H}),
-      KOKKOS_LAMBDA(int b, int c, int h) {
-        int const cs = c * chunk;
-        int const ce = Kokkos::min(cs + chunk, L);
-        T run = T(0);
-        for (int t = cs; t < ce; ++t) {
-          T const v = softplus(dt(b, t, h) + dt_bias(h));
-          dtv(b, t, h) = v;
-          run += v * A(h);
-          acs(b, t, h) = run;
-        }
-      });
-}
-
-/// cb(b, t, j - cs) = C_t · B_j for j in t's chunk, j <= t (0 above the diagonal).
-template <class Space, class T, class Mem>
-void ssd_cb(Space const& space, SsdInputs<T, Mem> const& in, int chunk,
-            Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& cb) {
-  auto const Bm = in.Bm;
-  auto const Cm = in.Cm;
-  int const B = Bm.extent_int(0), L = Bm.extent_int(1), N = Bm.extent_int(2);
-  int const Q = cb.extent_int(2);
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_cb",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, Q}),
-      KOKKOS_LAMBDA(int b, int t, int jj) {
-        int const j = (t / chunk) * chunk + jj;
-        T s = T(0);
-        if (j <= t) {
-          for (int n = 0; n < N; ++n) {
-            s += Cm(b, t, n) * Bm(b, j, n);
-          }
-        }
-        cb(b, t, jj) = s;
-      });
-}
-
-/// Recurrence over chunks, in place: on entry buf(c) holds chunk c's own contribution; on exit
-/// buf(c) holds the carried value *before* chunk c in the direction of travel:
-///   forward:  buf(c) ← S_start(c),  S_start(c + 1) = exp(acs_last(c)) S_start(c) + own(c)
-///   backward: buf(c) ← G(c) (adjoint of S_end(c)),  G(c - 1) = exp(acs_last(c)) G(c) + own(c)
-template <class Space, class T, class Mem>
-void ssd_chunk_pass(Space const& space, Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& acs,
-                    int chunk, bool reverse,
-                    Kokkos::View<T*****, Kokkos::LayoutRight, Mem> const& buf) {
-  int const B = buf.extent_int(0), H = buf.extent_int(1), n_chunks = buf.extent_int(2);
-  int const P = buf.extent_int(3), N = buf.extent_int(4);
-  int const L = acs.extent_int(1);
-  Kokkos::parallel_for(
-      reverse ? "hax::ssm::ssd_chunk_pass_reverse" : "hax::ssm::ssd_chunk_pass",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<4>>(space, {0, 0, 0, 0}, {B, H, P, N}),
-      KOKKOS_LAMBDA(int b, int h, int p, int n) {
-        T carry = T(0);
-        for (int k = 0; k < n_chunks; ++k) {
-          int const c = reverse ? n_chunks - 1 - k : k;
-          int const last = Kokkos::min(c * chunk + chunk, L) - 1;
-          T const own = buf(b, h, c, p, n);
-          buf(b, h, c, p, n) = carry;
-          carry = Kokkos::exp(acs(b, last, h)) * carry + own;
-        }
-      });
-}
-
 }  // namespace impl
 
 /// Forward of SSD by the chunked state-space-dual algorithm.
@@ -175,14 +105,10 @@ requires view_accessible_from<Kokkos::View<T*, Mem>, Space> SsdSaved<T, Mem> ssd
     ChunkBoundaries checkpoint = ChunkBoundaries{256}) {
   impl::check_ssd("hax::ssm::ssd_forward", in, y, checkpoint.chunk);
   int const chunk = checkpoint.chunk;
-  auto const x = in.x;
-  auto const Bm = in.Bm;
-  auto const Cm = in.Cm;
-  auto const Dskip = in.Dskip;
+  auto const& x = in.x;
   int const B = x.extent_int(0), L = x.extent_int(1), H = x.extent_int(2), P = x.extent_int(3);
-  int const N = Bm.extent_int(2);
+  int const N = in.Bm.extent_int(2);
   int const n_chunks = impl::ceil_div(L, chunk);
-  int const Q = Kokkos::min(chunk, L);
   using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
   using view5 = Kokkos::View<T*****, Kokkos::LayoutRight, Mem>;
   auto alloc = [&](char const* label) {
@@ -192,58 +118,17 @@ requires view_accessible_from<Kokkos::View<T*, Mem>, Space> SsdSaved<T, Mem> ssd
   if (B == 0 || L == 0 || H == 0) {
     return saved;
   }
-  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);   // (B, L, H) softplus(dt + dt_bias)
-  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);  // (B, L, H) within-chunk cumsum of dt·A
-  view3 cb(alloc("hax::ssm::ssd_cb"), B, L, Q);    // (B, L, Q) C_t·B_j inside the chunk
-  impl::ssd_decay(space, in, chunk, dtv, acs);
-  impl::ssd_cb(space, in, chunk, cb);
-
-  // Each chunk's own end-state contribution Σ_s exp(a_last - a_s) dt_s x_s ⊗ B_s ...
-  auto const states = saved.chunk_states;
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_forward_chunk_states",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<4>>(space, {0, 0, 0, 0}, {B, H, n_chunks, P}),
-      KOKKOS_LAMBDA(int b, int h, int c, int p) {
-        int const cs = c * chunk;
-        int const last = Kokkos::min(cs + chunk, L) - 1;
-        T const a_last = acs(b, last, h);
-        for (int n = 0; n < N; ++n) {
-          states(b, h, c, p, n) = T(0);
-        }
-        for (int j = cs; j <= last; ++j) {  // one exp per (j, p), reused for every n
-          T const wj = Kokkos::exp(a_last - acs(b, j, h)) * dtv(b, j, h) * x(b, j, h, p);
-          for (int n = 0; n < N; ++n) {
-            states(b, h, c, p, n) += wj * Bm(b, j, n);
-          }
-        }
-      });
-  // ... then the recurrence over chunks turns them into the state at each chunk's start.
-  impl::ssd_chunk_pass(space, acs, chunk, false, states);
-
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_forward_output",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, H}),
-      KOKKOS_LAMBDA(int b, int t, int h) {
-        int const c = t / chunk;
-        int const cs = c * chunk;
-        T const at = acs(b, t, h);
-        T const e_t = Kokkos::exp(at);
-        // inter-chunk: the state carried into the chunk, decayed to t, read by C_t; plus the skip
-        for (int p = 0; p < P; ++p) {
-          T inter = T(0);
-          for (int n = 0; n < N; ++n) {
-            inter += states(b, h, c, p, n) * Cm(b, t, n);
-          }
-          y(b, t, h, p) = e_t * inter + Dskip(h) * x(b, t, h, p);
-        }
-        // intra-chunk: the causal, decay-masked quadratic form (C Bᵀ ⊙ L) (dt x), one exp per j
-        for (int j = cs; j <= t; ++j) {
-          T const wj = cb(b, t, j - cs) * Kokkos::exp(at - acs(b, j, h)) * dtv(b, j, h);
-          for (int p = 0; p < P; ++p) {
-            y(b, t, h, p) += wj * x(b, j, h, p);
-          }
-        }
-      });
+  auto const tl = impl::ssd_make_tiles("hax::ssm::ssd_forward", L, chunk, [&](int q) {
+    return impl::ssd_forward_tiles_bytes<Space, T>(q, P, N);
+  });
+  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);               // (B, L, H) within-tile cumsum
+  view3 decay(alloc("hax::ssm::ssd_decay"), B, H, tl.n_tiles);  // (B, H, n_tiles) e^{a_last}
+  view5 tstates(alloc("hax::ssm::ssd_tile_states"), B, H, tl.n_tiles, P, N);  // (B,H,nt,P,N)
+  // Intra-tile output and each tile's own end state, the recurrence over tiles (which also
+  // writes the chunk checkpoints), then the inter-tile output.
+  impl::ssd_forward_tiles(space, in, tl, y, acs, decay, tstates);
+  impl::ssd_tile_pass(space, tl, decay, tstates, saved.chunk_states, false, true);
+  impl::ssd_forward_inter(space, in, tl, acs, tstates, y);
   return saved;
 }
 
@@ -256,14 +141,15 @@ SsdSaved<T, Mem> ssd_forward(SsdInputs<T, Mem> const& in,
   return ssd_forward(Space{}, in, y, checkpoint);
 }
 
-/// Backward of SSD (derivation in docs/math/ssd.md): recomputes the decays and C·Bᵀ, forms the
-/// adjoints G of the chunk-end states by a reverse recurrence over chunks, then every gradient
-/// from chunk-local quadratic forms. Workspaces (B, L, Q) ×2, (B, L, H) ×3, (B, H, n_chunks, P, N).
+/// Backward of SSD (derivation in docs/math/ssd.md): recomputes the decays, C·Bᵀ and the tile
+/// states from the saved chunk checkpoints, forms the adjoints G of the tile-end states by a
+/// reverse recurrence over tiles, then every gradient from tile-local quadratic forms in team
+/// scratch. Workspaces (B, L, H) ×2, (B, H, n_tiles, P, N) ×2, (B, n_tiles, H, 3).
 ///
 /// \param in [in] the forward's inputs; \param saved [in] what ssd_forward returned.
 /// \param dy [in] (B, L, H, P).
 /// \param grads [out] dx, ddt, dB, dC written; ddt_bias, dA, dD accumulated (+=).
-/// Asynchronous on `space`; 11 kernels whatever L is.
+/// Asynchronous on `space`; 6 kernels whatever L is.
 template <execution_space Space, class T, class Mem>
 requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
 void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, Mem> const& saved,
@@ -271,13 +157,8 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
   char const* op = "hax::ssm::ssd_backward";
   int const chunk = saved.chunk;
   impl::check_ssd(op, in, dy, chunk);
-  auto const x = in.x;
-  auto const Bm = in.Bm;
-  auto const Cm = in.Cm;
-  auto const A = in.A;
-  auto const dt_raw = in.dt;
-  auto const dt_bias = in.dt_bias;
-  auto const Dskip = in.Dskip;
+  auto const& x = in.x;
+  auto const& Bm = in.Bm;
   int const B = x.extent_int(0), L = x.extent_int(1), H = x.extent_int(2), P = x.extent_int(3);
   int const N = Bm.extent_int(2);
   int const n_chunks = impl::ceil_div(L, chunk);
@@ -306,206 +187,28 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
   if (B == 0 || L == 0 || H == 0) {
     return;
   }
-  int const Q = Kokkos::min(chunk, L);
   using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
   using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
   using view5 = Kokkos::View<T*****, Kokkos::LayoutRight, Mem>;
   auto alloc = [&](char const* label) {
     return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
   };
-  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);     // (B, L, H)
-  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);    // (B, L, H)
-  view3 dacs(alloc("hax::ssm::ssd_dacs"), B, L, H);  // (B, L, H) dLoss/d acs_t
-  view3 cb(alloc("hax::ssm::ssd_cb"), B, L, Q);      // (B, L, Q) C_t·B_j
-  view3 w(alloc("hax::ssm::ssd_w"), B, L, Q);        // (B, L, Q) Σ_h decay dt_j (dy_t·x_j)
-  view5 G(alloc("hax::ssm::ssd_chunk_adjoints"), B, H, n_chunks, P, N);  // (B, H, nc, P, N)
-  view4 part(alloc("hax::ssm::ssd_part"), B, H, n_chunks, 3);            // (B, H, nc, 3)
-  impl::ssd_decay(space, in, chunk, dtv, acs);
-  impl::ssd_cb(space, in, chunk, cb);
-
-  // w(t, j) = Σ_h exp(a_t - a_j) dt_j (dy_t · x_j): the weights of dC's and dB's intra terms.
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_backward_w",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, Q}),
-      KOKKOS_LAMBDA(int b, int t, int jj) {
-        int const j = (t / chunk) * chunk + jj;
-        T s = T(0);
-        if (j <= t) {
-          for (int h = 0; h < H; ++h) {
-            T dot = T(0);
-            for (int p = 0; p < P; ++p) {
-              dot += dy(b, t, h, p) * x(b, j, h, p);
-            }
-            s += Kokkos::exp(acs(b, t, h) - acs(b, j, h)) * dtv(b, j, h) * dot;
-          }
-        }
-        w(b, t, jj) = s;
-      });
-
-  // Adjoint of each chunk's start state from its own outputs, Σ_i exp(a_i) dy_i ⊗ C_i, then the
-  // reverse recurrence over chunks gives G(c) = dLoss/dS_end(c).
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_backward_chunk_adjoints",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<4>>(space, {0, 0, 0, 0}, {B, H, n_chunks, P}),
-      KOKKOS_LAMBDA(int b, int h, int c, int p) {
-        int const cs = c * chunk;
-        int const ce = Kokkos::min(cs + chunk, L);
-        for (int n = 0; n < N; ++n) {
-          G(b, h, c, p, n) = T(0);
-        }
-        for (int i = cs; i < ce; ++i) {
-          T const wi = Kokkos::exp(acs(b, i, h)) * dy(b, i, h, p);
-          for (int n = 0; n < N; ++n) {
-            G(b, h, c, p, n) += wi * Cm(b, i, n);
-          }
-        }
-      });
-  impl::ssd_chunk_pass(space, acs, chunk, true, G);
-
-  // Per (b, t, h): dx, the direct part of d dt (through dt_t x_t ⊗ B_t) and dLoss/d acs_t.
-  auto const dx = grads.dx;
-  auto const ddt = grads.ddt;
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_backward_dx",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, H}),
-      KOKKOS_LAMBDA(int b, int t, int h) {
-        int const c = t / chunk;
-        int const cs = c * chunk;
-        int const last = Kokkos::min(cs + chunk, L) - 1;
-        T const at = acs(b, t, h);
-        T const dtt = dtv(b, t, h);
-        T const e_last = Kokkos::exp(acs(b, last, h) - at);
-        // gB[p] = Σ_n g_t[p, n] B_t[n], with g_t = dLoss/dS_t; accumulated in dx(b, t, h, :)
-        for (int p = 0; p < P; ++p) {
-          dx(b, t, h, p) = T(0);
-        }
-        for (int i = t; i <= last; ++i) {
-          T const wi = Kokkos::exp(acs(b, i, h) - at) * cb(b, i, t - cs);
-          for (int p = 0; p < P; ++p) {
-            dx(b, t, h, p) += wi * dy(b, i, h, p);
-          }
-        }
-        T xg = T(0);  // Σ_p x_t[p] gB[p] = Σ_{p,n} g_t ⊙ (x_t ⊗ B_t)
-        for (int p = 0; p < P; ++p) {
-          T gb_inter = T(0);
-          for (int n = 0; n < N; ++n) {
-            gb_inter += G(b, h, c, p, n) * Bm(b, t, n);
-          }
-          T const gb = dx(b, t, h, p) + e_last * gb_inter;
-          xg += x(b, t, h, p) * gb;
-          dx(b, t, h, p) = dtt * gb + Dskip(h) * dy(b, t, h, p);
-        }
-        // dLoss/d acs_t: acs_t enters with + wherever t is the destination of a decay (y_t's
-        // terms, and S_end when t is last) and with - wherever t is the source (dt_t x_t B_t).
-        T m = T(0);
-        for (int j = cs; j <= t; ++j) {
-          T dot = T(0);
-          for (int p = 0; p < P; ++p) {
-            dot += dy(b, t, h, p) * x(b, j, h, p);
-          }
-          m += cb(b, t, j - cs) * Kokkos::exp(at - acs(b, j, h)) * dtv(b, j, h) * dot;
-        }
-        T inter = T(0);
-        for (int p = 0; p < P; ++p) {
-          T sc = T(0);
-          for (int n = 0; n < N; ++n) {
-            sc += states(b, h, c, p, n) * Cm(b, t, n);
-          }
-          inter += dy(b, t, h, p) * sc;
-        }
-        m += Kokkos::exp(at) * inter;
-        if (t == last && c + 1 < n_chunks) {
-          T ge = T(0);  // <G(c), S_end(c)>, S_end(c) = S_start(c + 1)
-          for (int p = 0; p < P; ++p) {
-            for (int n = 0; n < N; ++n) {
-              ge += G(b, h, c, p, n) * states(b, h, c + 1, p, n);
-            }
-          }
-          m += ge;
-        }
-        dacs(b, t, h) = m - dtt * xg;
-        ddt(b, t, h) = xg;  // the direct part; ssd_backward_dt adds the decay part
-      });
-
-  // Per (b, h, chunk): d a_t = Σ_{i >= t in chunk} d acs_i (a reverse cumsum), a_t = dt_t A_h,
-  // then through softplus; partial sums of ddt_bias, dA, dD.
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_backward_dt",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, H, n_chunks}),
-      KOKKOS_LAMBDA(int b, int h, int c) {
-        int const cs = c * chunk;
-        int const ce = Kokkos::min(cs + chunk, L);
-        T run = T(0);
-        T s_bias = T(0);
-        T s_a = T(0);
-        T s_d = T(0);
-        for (int t = ce - 1; t >= cs; --t) {
-          run += dacs(b, t, h);
-          T const ddtv = ddt(b, t, h) + run * A(h);
-          T const g = ddtv * impl::sigmoid(dt_raw(b, t, h) + dt_bias(h));
-          ddt(b, t, h) = g;
-          s_bias += g;
-          s_a += run * dtv(b, t, h);
-          for (int p = 0; p < P; ++p) {
-            s_d += dy(b, t, h, p) * x(b, t, h, p);
-          }
-        }
-        part(b, h, c, 0) = s_bias;
-        part(b, h, c, 1) = s_a;
-        part(b, h, c, 2) = s_d;
-      });
-  auto const dbias = grads.ddt_bias;
-  auto const dA = grads.dA;
-  auto const dD = grads.dD;
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_backward_params", Kokkos::RangePolicy<Space>(space, 0, H),
-      KOKKOS_LAMBDA(int h) {
-        T sb = T(0), sa = T(0), sd = T(0);
-        for (int b = 0; b < B; ++b) {
-          for (int c = 0; c < n_chunks; ++c) {
-            sb += part(b, h, c, 0);
-            sa += part(b, h, c, 1);
-            sd += part(b, h, c, 2);
-          }
-        }
-        dbias(h) += sb;
-        dA(h) += sa;
-        dD(h) += sd;
-      });
-
-  // Per (b, t, n): dC_t = Σ_{h,p} dy_t S_t and dB_t = Σ_{h,p} g_t dt_t x_t, each as an intra-chunk
-  // quadratic form plus the inter-chunk term.
-  auto const dB = grads.dB;
-  auto const dC = grads.dC;
-  Kokkos::parallel_for(
-      "hax::ssm::ssd_backward_dbc",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, L, N}),
-      KOKKOS_LAMBDA(int b, int t, int n) {
-        int const c = t / chunk;
-        int const cs = c * chunk;
-        int const last = Kokkos::min(cs + chunk, L) - 1;
-        T sc = T(0);
-        for (int j = cs; j <= t; ++j) {
-          sc += w(b, t, j - cs) * Bm(b, j, n);
-        }
-        T sb = T(0);
-        for (int i = t; i <= last; ++i) {
-          sb += w(b, i, t - cs) * Cm(b, i, n);
-        }
-        for (int h = 0; h < H; ++h) {
-          T const at = acs(b, t, h);
-          T ic = T(0);
-          T ib = T(0);
-          for (int p = 0; p < P; ++p) {
-            ic += dy(b, t, h, p) * states(b, h, c, p, n);
-            ib += x(b, t, h, p) * G(b, h, c, p, n);
-          }
-          sc += Kokkos::exp(at) * ic;
-          sb += dtv(b, t, h) * Kokkos::exp(acs(b, last, h) - at) * ib;
-        }
-        dC(b, t, n) = sc;
-        dB(b, t, n) = sb;
-      });
+  auto const tl = impl::ssd_make_tiles(
+      op, L, chunk, [&](int q) { return impl::ssd_backward_main_bytes<Space, T>(q, P, N); });
+  int const nt = tl.n_tiles;
+  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);        // (B, L, H) softplus(dt + dt_bias)
+  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);       // (B, L, H) within-tile cumsum
+  view3 decay(alloc("hax::ssm::ssd_decay"), B, H, nt);  // (B, H, nt) e^{a_last}
+  view5 starts(alloc("hax::ssm::ssd_tile_states"), B, H, nt, P, N);  // (B, H, nt, P, N)
+  view5 adj(alloc("hax::ssm::ssd_tile_adjoints"), B, H, nt, P, N);   // (B, H, nt, P, N)
+  view4 part(alloc("hax::ssm::ssd_part"), B, nt, H, 3);              // (B, nt, H, 3)
+  // Own states and adjoints per tile; the states from the saved chunk checkpoints forwards, the
+  // adjoints of the tile-end states backwards; then every gradient per tile.
+  impl::ssd_backward_tiles(space, in, dy, tl, dtv, acs, decay, starts, adj);
+  impl::ssd_tile_pass(space, tl, decay, starts, states, false, false);
+  impl::ssd_tile_pass(space, tl, decay, adj, states, true, false);
+  impl::ssd_backward_main(space, in, dy, tl, dtv, acs, starts, adj, grads, part);
+  impl::ssd_backward_params(space, part, grads.ddt_bias, grads.dA, grads.dD);
 }
 
 /// Overload on the default instance of dx's execution space.

@@ -291,3 +291,79 @@ TEST_CASE("ssd: any small dimension works (forward and backward vs reference)", 
   hax::test::check_close(hax::test::to_vector(g.dB), gref.dB, 1e-10, 1e-12, "dB");
   hax::test::check_close(hax::test::to_vector(g.dC), gref.dC, 1e-10, 1e-12, "dC");
 }
+
+TEMPLATE_TEST_CASE("ssd: team tiling at awkward sizes matches the reference", "[ssm][ssd]", float,
+                   double) {
+  // P, N and chunks that are not powers of two, L not a multiple of the chunk, chunks longer than
+  // a tile (several tiles per chunk, the last one ragged) and longer than L, one head.
+  using T = TestType;
+  struct Dims {
+    std::size_t B, L, H, P, N;
+    int chunk;
+  };
+  auto const dims =
+      GENERATE(Dims{2, 150, 1, 5, 7, 13}, Dims{1, 150, 1, 5, 7, 70}, Dims{1, 150, 2, 3, 11, 150},
+               Dims{2, 97, 1, 6, 3, 1000}, Dims{1, 131, 3, 17, 9, 129}, Dims{1, 40, 2, 24, 60, 40});
+  CAPTURE(dims.B, dims.L, dims.H, dims.P, dims.N, dims.chunk);
+  auto const q = random_problem<T>(dims.B, dims.L, dims.H, dims.P, dims.N, 300 + dims.L);
+  auto const dyh = hax::test::random_vector(dims.B * dims.L * dims.H * dims.P, 301);
+  test_space space;
+  DeviceProblem<T> dev(q);
+  view4<T> y("y", dims.B, dims.L, dims.H, dims.P), dy("dy", dims.B, dims.L, dims.H, dims.P);
+  hax::test::from_vector(dy, dyh);
+  auto const saved =
+      hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{dims.chunk});
+  auto g = make_grads<T>(dims.B, dims.L, dims.H, dims.P, dims.N);
+  hax::test::fill_random(g.dx, 302);  // overwritten
+  hax::test::fill_random(g.dB, 303);
+  hax::ssm::ssd_backward(space, dev.inputs(), saved, dy, g);
+  space.fence();
+  std::vector<T> dyT(dyh.begin(), dyh.end());
+  auto const yref = hax::reference::ssm::ssd_forward(q);
+  auto const gref = hax::reference::ssm::ssd_backward(q, dyT);
+  using tol = hax::test::tolerance<T>;
+  hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
+  hax::test::check_close(hax::test::to_vector(g.dx), as_double(gref.dx), tol::rtol, tol::atol,
+                         "dx");
+  hax::test::check_close(hax::test::to_vector(g.ddt), as_double(gref.ddt), tol::rtol, tol::atol,
+                         "ddt");
+  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
+                         "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
+                         "dC");
+  hax::test::check_close(hax::test::to_vector(g.ddt_bias), as_double(gref.ddt_bias), tol::rtol,
+                         tol::atol, "ddt_bias");
+  hax::test::check_close(hax::test::to_vector(g.dA), as_double(gref.dA), tol::rtol, tol::atol,
+                         "dA");
+  hax::test::check_close(hax::test::to_vector(g.dD), as_double(gref.dD), tol::rtol, tol::atol,
+                         "dD");
+}
+
+TEST_CASE("ssd: tiles never straddle a chunk boundary", "[ssm][ssd]") {
+  // Every chunk boundary is a tile boundary and the tiles cover [0, L) exactly once, for chunks
+  // below, at and above the largest tile and above L.
+  auto const L = GENERATE(1, 63, 64, 65, 300, 1057);
+  auto const chunk = GENERATE(1, 7, 64, 65, 100, 256, 2000);
+  auto const fit = GENERATE(64, 56, 19);
+  CAPTURE(L, chunk, fit);
+  auto const tl = hax::ssm::impl::ssd_make_tiles(
+      "test", L, chunk, [&](int q) -> std::size_t { return q <= fit ? 0 : 1u << 30; });
+  CHECK(tl.tile <= fit);
+  CHECK(tl.tile <= hax::ssm::impl::kSsdMaxTile);
+  std::vector<int> covered(static_cast<std::size_t>(L), 0);
+  for (int k = 0; k < tl.n_tiles; ++k) {
+    int start = 0, len = 0;
+    tl.range(k, start, len);
+    if (k % tl.per_chunk == 0) {
+      CHECK(start == (k / tl.per_chunk) * chunk);  // a chunk starts with its first tile
+    }
+    for (int t = start; t < start + len; ++t) {
+      REQUIRE(t < L);
+      CHECK(t / chunk == k / tl.per_chunk);  // inside its chunk
+      ++covered[static_cast<std::size_t>(t)];
+    }
+  }
+  for (int c : covered) {
+    REQUIRE(c == 1);
+  }
+}
