@@ -13,9 +13,15 @@
 ///   joint_recall data inspect FILE [--show 3]
 ///                                     read a .bin or .jsonl file, check it, print statistics
 ///                                     and decoded items
+///   joint_recall train ...            train one model (train.hpp)
+///   joint_recall table --bases mamba,mamba2 --sparse all --seeds 1,2,3 --lrs 3e-3,1e-3,3e-4
+///                      --steps N [--out results] [--dry-run]
+///                                     run the Table 3 grid and write table.md/.csv/.svg
+///                                     (table.hpp, docs/table.md)
 #include <hax/data/decode.hpp>
 #include <hax/data/io.hpp>
 #include <hax/data/joint_recall.hpp>
+#include "table.hpp"
 #include "train.hpp"
 
 #include <CLI/CLI.hpp>
@@ -220,7 +226,7 @@ int main(int argc, char** argv) {
   bool ran = false;
   add_data_command(app, ran);
   add_train_command(app, ran);
-  // Later: add_train_command(app, ran); add_table_command(app, ran);
+  add_table_command(app, ran);
   try {
     app.parse(argc, argv);
     if (!ran) {  // no subcommand: the quick default, `joint_recall data`

@@ -61,3 +61,4 @@
 #include <hax/ssm/mamba_mixer.hpp>
 #include <hax/ssm/mamba2_mixer.hpp>
 #include <hax/train/trainer.hpp>
+#include <hax/train/report.hpp>
