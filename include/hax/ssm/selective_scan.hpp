@@ -9,16 +9,20 @@
 ///   y_t[d] = Σ_n C_t[n] h_t[d, n] + Dskip[d] · u_t[d]
 ///
 /// A is taken as is (the caller computes A = -exp(A_log) and chains dA into dA_log).
-/// Parallelisation: one thread per (b, d), which keeps its N-vector of state in a local array
-/// (registers on GPUs, the stack on CPUs) and walks t sequentially; the reductions over d (dB, dC)
-/// run as separate kernels per chunk, the reductions over (b, t) (dA, ddelta_bias, dD) go through
-/// per-(b, d) partial sums and one final kernel. No atomics on per-token data.
+/// Parallelisation (impl/scan_kernels.hpp): teams of channels d, one thread per channel, the state
+/// size N on the vector lanes with the states in team scratch; the forward is chunk-parallel over
+/// L when B·D·N alone would not fill the device. The backward walks the chunks in reverse (2
+/// kernels per chunk); the reductions over d (dB, dC) run as separate kernels per chunk, the
+/// reductions over (b, t) (dA, ddelta_bias, dD) go through per-(b, d) partial sums and one final
+/// kernel. No atomics on per-token data.
 #pragma once
 
 #include <Kokkos_Core.hpp>
+#include <cstddef>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/ssm/impl/common.hpp>
+#include <hax/ssm/impl/scan_kernels.hpp>
 #include <hax/ssm/policy.hpp>
 #include <type_traits>
 
@@ -85,139 +89,29 @@ void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in,
                 " must match u ", shape_of(in.u), " (B, L, D)");
 }
 
-/// Forward: one thread per (b, d) walks t, saving the state at every chunk start.
-template <int kCap, class Space, class T, class Mem>
-void selective_scan_forward_kernel(Space const& space, SelectiveScanInputs<T, Mem> const& in,
-                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
-                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
-                                   int chunk) {
-  auto const u = in.u;
-  auto const delta = in.delta;
-  auto const delta_bias = in.delta_bias;
-  auto const A = in.A;
-  auto const Bm = in.Bm;
-  auto const Cm = in.Cm;
-  auto const Dskip = in.Dskip;
-  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::ssm::selective_scan_forward", Kokkos::RangePolicy<Space>(space, 0, B * D),
-      KOKKOS_LAMBDA(int i) {
-        int const b = i / D;  // d fastest: neighbouring threads read neighbouring u(b, t, d)
-        int const d = i % D;
-        T h[kCap];  // (N) the running state of channel (b, d)
-        for (int n = 0; n < N; ++n) {
-          h[n] = T(0);
-        }
-        T const bias = delta_bias(d);
-        T const skip = Dskip(d);
-        for (int t = 0; t < L; ++t) {
-          if (t % chunk == 0) {  // checkpoint: the state before this chunk
-            for (int n = 0; n < N; ++n) {
-              states(b, d, t / chunk, n) = h[n];
-            }
-          }
-          T const dt = softplus(delta(b, t, d) + bias);
-          T const ut = u(b, t, d);
-          T acc = T(0);
-          for (int n = 0; n < N; ++n) {
-            h[n] = Kokkos::exp(dt * A(d, n)) * h[n] + dt * Bm(b, t, n) * ut;
-            acc += Cm(b, t, n) * h[n];
-          }
-          y(b, t, d) = acc + skip * ut;
-        }
-      });
-}
-
-/// Backward, chunk c: recompute the chunk's states from its checkpoint into hs, then run the
-/// adjoint recurrence g_{t-1} = exp(dt_t A) g_t + dy_{t-1} C_{t-1} backwards through the chunk.
-/// Writes du, ddelta and the adjoints gs (for dB); accumulates per-(b, d) partial parameter
-/// gradients; carries g across chunk boundaries in `carry`.
-template <int kCap, class Space, class T, class Mem>
-void selective_scan_backward_chunk(Space const& space, SelectiveScanInputs<T, Mem> const& in,
-                                   Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
-                                   SelectiveScanGrads<T, Mem> const& grads,
-                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
-                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
-                                   Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs,
-                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& dtu,
-                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& carry,
-                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_dA,
-                                   Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_bd,
-                                   int chunk, int c) {
-  auto const u = in.u;
-  auto const delta = in.delta;
-  auto const delta_bias = in.delta_bias;
-  auto const A = in.A;
-  auto const Bm = in.Bm;
-  auto const Cm = in.Cm;
-  auto const Dskip = in.Dskip;
-  auto const du = grads.du;
-  auto const ddelta = grads.ddelta;
-  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
-  int const cs = c * chunk;
-  int const len = Kokkos::min(chunk, L - cs);
-  Kokkos::parallel_for(
-      "hax::ssm::selective_scan_backward", Kokkos::RangePolicy<Space>(space, 0, B * D),
-      KOKKOS_LAMBDA(int i) {
-        int const b = i / D;
-        int const d = i % D;
-        T const bias = delta_bias(d);
-        T const skip = Dskip(d);
-        T h[kCap];  // (N) state, recomputed from the checkpoint
-        for (int n = 0; n < N; ++n) {
-          h[n] = states(b, d, c, n);
-        }
-        for (int k = 0; k < len; ++k) {
-          int const t = cs + k;
-          T const dt = softplus(delta(b, t, d) + bias);
-          T const ut = u(b, t, d);
-          for (int n = 0; n < N; ++n) {
-            h[n] = Kokkos::exp(dt * A(d, n)) * h[n] + dt * Bm(b, t, n) * ut;
-            hs(b, k, d, n) = h[n];
-          }
-        }
-        T g[kCap];    // (N) adjoint dLoss/dh_t carried backwards (without dy_t C_t yet)
-        T dAl[kCap];  // (N) this channel's share of dA
-        for (int n = 0; n < N; ++n) {
-          g[n] = carry(b, d, n);
-          dAl[n] = T(0);
-        }
-        T dbias = T(0);
-        T dskip = T(0);
-        for (int k = len - 1; k >= 0; --k) {
-          int const t = cs + k;
-          T const x = delta(b, t, d) + bias;
-          T const dt = softplus(x);
-          T const ut = u(b, t, d);
-          T const dyt = dy(b, t, d);
-          T ddt = T(0);  // dLoss/d dt_t
-          T dut = T(0);  // dLoss/du_t through the state
-          for (int n = 0; n < N; ++n) {
-            T const hprev = k > 0 ? hs(b, k - 1, d, n) : states(b, d, c, n);
-            T const an = A(d, n);
-            T const a = Kokkos::exp(dt * an);
-            T const bn = Bm(b, t, n);
-            T const gn = g[n] + dyt * Cm(b, t, n);   // total dLoss/dh_t
-            ddt += gn * (hprev * a * an + bn * ut);  // dh_t/d dt = A a h_{t-1} + B u
-            dAl[n] += gn * hprev * a * dt;           // dh_t/dA = dt a h_{t-1}
-            dut += gn * dt * bn;
-            gs(b, k, d, n) = gn;
-            g[n] = gn * a;  // h_{t-1} reaches h_t through a
-          }
-          dtu(b, k, d) = dt * ut;
-          du(b, t, d) = dut + skip * dyt;
-          T const dd = ddt * sigmoid(x);  // softplus' = sigmoid
-          ddelta(b, t, d) = dd;
-          dbias += dd;
-          dskip += dyt * ut;
-        }
-        for (int n = 0; n < N; ++n) {
-          carry(b, d, n) = g[n];
-          part_dA(b, d, n) += dAl[n];
-        }
-        part_bd(b, d, 0) += dbias;
-        part_bd(b, d, 1) += dskip;
-      });
+/// Forward into `saved` (allocated by the caller): in one pass over L per (b, channel block), or
+/// chunk-parallel (every chunk from zero, the pass over chunk carries, every chunk again from its
+/// start state) when `chunk_parallel`. The public forward picks chunk-parallel when B·D·N lanes
+/// would not fill the device twice; tests run both.
+template <class Space, class T, class Mem>
+void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> const& in,
+                                Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
+                                SelectiveScanSaved<T, Mem> const& saved, bool chunk_parallel) {
+  int const B = in.u.extent_int(0), L = in.u.extent_int(1), D = in.u.extent_int(2);
+  int const chunk = saved.chunk;
+  if (B == 0 || L == 0 || D == 0) {
+    return;
+  }
+  using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
+  if (!chunk_parallel) {
+    scan_forward_segments(space, in, y, saved.chunk_states, view3(), chunk, ScanSegments::whole);
+    return;
+  }
+  view3 sum_dt(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_sum_dt"), B,
+               D, ceil_div(L, chunk));  // (B, D, n_chunks) Σ dt per chunk
+  scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, ScanSegments::chunk_local);
+  scan_chunk_pass(space, in, saved.chunk_states, sum_dt);
+  scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, ScanSegments::chunk_final);
 }
 
 /// dB_t[n] = Σ_d g_t[d, n] (dt_t u_t)[d] and dC_t[n] = Σ_d dy_t[d] h_t[d, n] for chunk c.
@@ -277,9 +171,12 @@ selective_scan_forward(Space const& space, SelectiveScanInputs<T, Mem> const& in
           Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::chunk_states"), B, D,
           n_chunks, N),
       checkpoint.chunk};
-  impl::dispatch_capacity(N, op, [&]<int kCap>() {
-    impl::selective_scan_forward_kernel<kCap>(space, in, y, saved.chunk_states, checkpoint.chunk);
-  });
+  core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
+                " exceeds the supported maximum ", impl::kMaxStateSize);
+  // Chunk-parallel only where B·D·N lanes leave the device idle: it scans every step twice.
+  bool const chunk_parallel = n_chunks > 1 && std::size_t(B) * std::size_t(D) * std::size_t(N) <
+                                                  2 * static_cast<std::size_t>(space.concurrency());
+  impl::selective_scan_forward_run(space, in, y, saved, chunk_parallel);
   return saved;
 }
 
@@ -293,7 +190,8 @@ SelectiveScanSaved<T, Mem> selective_scan_forward(
 }
 
 /// Backward of the selective scan: walks the chunks in reverse, recomputing each chunk's states
-/// from its checkpoint (workspaces (B, chunk, D, N) ×2 and (B, chunk, D)), so no (B, L, D, N) tensor exists.
+/// from its checkpoint (workspaces (B, chunk, D, N) ×2 and (B, chunk, D)), so no (B, L, D, N)
+/// tensor exists.
 ///
 /// \param in [in] the forward's inputs; \param saved [in] what the forward returned.
 /// \param dy [in] (B, L, D) gradient of the loss with respect to y.
@@ -348,13 +246,13 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
   view3 carry(Kokkos::view_alloc(space, "hax::ssm::scan_carry"), B, D, N);      // (B, D, N)
   view3 part_dA(Kokkos::view_alloc(space, "hax::ssm::scan_part_dA"), B, D, N);  // (B, D, N)
   view3 part_bd(Kokkos::view_alloc(space, "hax::ssm::scan_part_bd"), B, D, 2);  // (B, D, 2)
-  impl::dispatch_capacity(N, op, [&]<int kCap>() {
-    for (int c = n_chunks - 1; c >= 0; --c) {
-      impl::selective_scan_backward_chunk<kCap>(space, in, dy, grads, st, hs, gs, dtu, carry,
-                                                part_dA, part_bd, chunk, c);
-      impl::selective_scan_backward_bc(space, in, dy, grads, hs, gs, dtu, chunk, c);
-    }
-  });
+  core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
+                " exceeds the supported maximum ", impl::kMaxStateSize);
+  for (int c = n_chunks - 1; c >= 0; --c) {
+    impl::scan_backward_chunk(space, in, dy, grads, st, hs, gs, dtu, carry, part_dA, part_bd, chunk,
+                              c);
+    impl::selective_scan_backward_bc(space, in, dy, grads, hs, gs, dtu, chunk, c);
+  }
   // Reductions over b of the per-(b, d) partial sums (each element written by one thread).
   auto const dA = grads.dA;
   auto const dbias = grads.ddelta_bias;

@@ -3,6 +3,7 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <hax/core/error.hpp>
@@ -329,4 +330,83 @@ TEST_CASE("selective scan: any small dimension works (forward and backward vs re
   hax::test::check_close(hax::test::to_vector(g.dA), gref.dA, 1e-10, 1e-12, "dA");
   hax::test::check_close(hax::test::to_vector(g.dB), gref.dB, 1e-10, 1e-12, "dB");
   hax::test::check_close(hax::test::to_vector(g.dC), gref.dC, 1e-10, 1e-12, "dC");
+}
+
+TEMPLATE_TEST_CASE("selective scan: one-pass and chunk-parallel forwards at awkward sizes",
+                   "[ssm][selective_scan]", float, double) {
+  // Both forward schedules (the public forward picks one by the device's size) give the same y
+  // and chunk-start states as the reference, and the backward from either matches it: N and D not
+  // powers of two nor multiples of a channel block, L not a multiple of the chunk, chunk > L, D
+  // = 1.
+  using T = TestType;
+  struct Dims {
+    std::size_t B, L, D, N;
+    int chunk;
+  };
+  auto const dims = GENERATE(Dims{2, 37, 19, 5, 8}, Dims{1, 64, 33, 17, 64}, Dims{3, 29, 1, 3, 7},
+                             Dims{1, 23, 18, 40, 100}, Dims{2, 50, 5, 1, 1});
+  auto const chunk_parallel = GENERATE(false, true);
+  CAPTURE(dims.B, dims.L, dims.D, dims.N, dims.chunk, chunk_parallel);
+  auto const p = random_problem<T>(dims.B, dims.L, dims.D, dims.N, 400 + dims.L);
+  auto const dyh = hax::test::random_vector(dims.B * dims.L * dims.D, 401);
+  test_space space;
+  DeviceProblem<T> dev(p);
+  view3<T> y("y", dims.B, dims.L, dims.D), dy("dy", dims.B, dims.L, dims.D);
+  hax::test::from_vector(dy, dyh);
+  int const n_chunks = (static_cast<int>(dims.L) + dims.chunk - 1) / dims.chunk;
+  hax::ssm::SelectiveScanSaved<T, Mem> saved{
+      Kokkos::View<T****, Kokkos::LayoutRight, Mem>("states", dims.B, dims.D, n_chunks, dims.N),
+      dims.chunk};
+  hax::ssm::impl::selective_scan_forward_run(space, dev.inputs(), y, saved, chunk_parallel);
+  hax::ssm::SelectiveScanGrads<T, Mem> g{view3<T>("du", dims.B, dims.L, dims.D),
+                                         view3<T>("ddelta", dims.B, dims.L, dims.D),
+                                         view1<T>("db", dims.D),
+                                         view2<T>("dA", dims.D, dims.N),
+                                         view3<T>("dB", dims.B, dims.L, dims.N),
+                                         view3<T>("dC", dims.B, dims.L, dims.N),
+                                         view1<T>("dD", dims.D)};
+  hax::ssm::selective_scan_backward(space, dev.inputs(), saved, dy, g);
+  space.fence();
+  // The chunk-start states: the sequential recurrence of the reference, sampled at chunk starts.
+  std::vector<double> states_ref(dims.B * dims.D * n_chunks * dims.N, 0.0);
+  for (std::size_t b = 0; b < dims.B; ++b) {
+    for (std::size_t d = 0; d < dims.D; ++d) {
+      std::vector<double> h(dims.N, 0.0);
+      for (std::size_t t = 0; t < dims.L; ++t) {
+        if (t % dims.chunk == 0) {
+          for (std::size_t n = 0; n < dims.N; ++n) {
+            states_ref[((b * dims.D + d) * n_chunks + t / dims.chunk) * dims.N + n] = h[n];
+          }
+        }
+        double const x = double(p.delta[(b * dims.L + t) * dims.D + d]) + double(p.delta_bias[d]);
+        double const dt = x > 20.0 ? x : std::log1p(std::exp(x));
+        for (std::size_t n = 0; n < dims.N; ++n) {
+          h[n] = std::exp(dt * double(p.A[d * dims.N + n])) * h[n] +
+                 dt * double(p.Bm[(b * dims.L + t) * dims.N + n]) *
+                     double(p.u[(b * dims.L + t) * dims.D + d]);
+        }
+      }
+    }
+  }
+  std::vector<T> dyT(dyh.begin(), dyh.end());
+  auto const yref = hax::reference::ssm::selective_scan_forward(p);
+  auto const gref = hax::reference::ssm::selective_scan_backward(p, dyT);
+  using tol = hax::test::tolerance<T>;
+  hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
+  hax::test::check_close(hax::test::to_vector(saved.chunk_states), states_ref, tol::rtol, tol::atol,
+                         "chunk states");
+  hax::test::check_close(hax::test::to_vector(g.du), as_double(gref.du), tol::rtol, tol::atol,
+                         "du");
+  hax::test::check_close(hax::test::to_vector(g.ddelta), as_double(gref.ddelta), tol::rtol,
+                         tol::atol, "ddelta");
+  hax::test::check_close(hax::test::to_vector(g.dA), as_double(gref.dA), tol::rtol, tol::atol,
+                         "dA");
+  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
+                         "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
+                         "dC");
+  hax::test::check_close(hax::test::to_vector(g.ddelta_bias), as_double(gref.ddelta_bias),
+                         tol::rtol, tol::atol, "ddelta_bias");
+  hax::test::check_close(hax::test::to_vector(g.dD), as_double(gref.dD), tol::rtol, tol::atol,
+                         "dD");
 }
