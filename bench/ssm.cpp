@@ -8,8 +8,9 @@
 /// Counters per iteration: tokens/s (B·L / time), FLOP (multiply-adds count 2, each exp counts 1;
 /// the work of the algorithm as implemented, formulas below), the minimum bytes the op must move
 /// (each input read once, each output and the saved chunk states written once, fp32), and their
-/// rates. `copy` is a Kokkos deep_copy of a (64, 1057, 128) fp32 tensor: the machine's achievable
-/// bandwidth, for the ratio GB/s ÷ copy GB/s.
+/// rates, and `of_copy_bw`: bytes/s as a fraction of a Kokkos deep_copy's bytes/s on the same
+/// device (measured at start-up; the `copy` case reports it too), how close the op is to the
+/// memory-bound ideal.
 /// Usage: hax_bench_ssm [--benchmark_filter=...] [--kokkos-num-threads=N]
 #include <benchmark/benchmark.h>
 
@@ -36,8 +37,31 @@ void randomize(Space const& space, V const& v, std::uint64_t seed, double lo = -
   Kokkos::fill_random(space, v, pool, lo, hi);
 }
 
+/// Bytes/s of a Kokkos deep_copy of a (64, 1057, 128) fp32 tensor on this device (best of 10),
+/// measured once at start-up: the denominator of the `of_copy_bw` counters.
+double copy_bandwidth = 0.0;
+
+template <class Space>
+double measure_copy_bandwidth() {
+  Space space;
+  view<Space, T***> a("a", 64, 1057, 128), b("b", 64, 1057, 128);
+  randomize(space, a, 1);
+  double best = 0.0;
+  for (int i = 0; i < 10; ++i) {
+    Kokkos::Timer timer;
+    Kokkos::deep_copy(space, b, a);
+    space.fence();
+    best = std::max(best, 2.0 * 4.0 * double(a.size()) / timer.seconds());
+  }
+  return best;
+}
+
 void set_counters(benchmark::State& state, double tokens, double flop, double bytes) {
   using benchmark::Counter;
+  if (copy_bandwidth > 0.0) {  // the fraction of the achievable bandwidth the op reaches
+    state.counters["of_copy_bw"] =
+        Counter(bytes / copy_bandwidth, Counter::kIsIterationInvariantRate);
+  }
   state.counters["tokens/s"] = Counter(tokens, Counter::kIsIterationInvariantRate);
   state.counters["FLOP"] = Counter(flop);
   state.counters["FLOP/s"] = Counter(flop, Counter::kIsIterationInvariantRate);
@@ -131,21 +155,32 @@ void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
     run();
   }
   double const bl = double(B) * L;
-  double const q = (double(std::min(chunk, L)) + 1.0) / 2.0;  // mean causal span inside a chunk
+  // The kernels tile inside the chunk: the mean causal span is over a tile (forward and backward
+  // tiles differ: the backward keeps more in team scratch).
+  auto const tile_fwd = hax::ssm::impl::ssd_make_tiles("bench", L, chunk, [&](int t) {
+    return hax::ssm::impl::ssd_forward_tiles_bytes<Space, T>(t, P, N);
+  });
+  auto const tile_bwd = hax::ssm::impl::ssd_make_tiles("bench", L, chunk, [&](int t) {
+    return hax::ssm::impl::ssd_backward_main_bytes<Space, T>(t, P, N);
+  });
+  double const q = (double(tile_fwd.tile) + 1.0) / 2.0;   // mean causal span inside a tile
+  double const qb = (double(tile_bwd.tile) + 1.0) / 2.0;  // the same in the backward
   double const blhp = bl * H * P, blhpn = blhp * N;
   double const saved_bytes = 4.0 * B * H * ((L + chunk - 1) / chunk) * P * N;
-  // fwd: C·Bᵀ (2 q N per token), chunk states (2 HPN + H P exp), intra (2 q H P + q H exp),
+  // fwd: C·Bᵀ (2 q N per token), tile states (2 HPN + H P exp), intra (2 q H P + q H exp),
   // inter (2 H P N)
   double flop = bl * 2 * q * N + 2 * blhpn + 2 * blhp * q + bl * q * H + 2 * blhpn;
   double bytes = 4.0 * (2 * blhp + bl * H + 2 * bl * N) + saved_bytes;  // x, y, dt, B, C
   if (with_backward) {
     // C·Bᵀ again, w (2 q H P), adjoints (2 HPN), dx and d acs (4 q H P + 6 HPN),
     // dB/dC (4 q N + 4 H P N)
-    flop += bl * 2 * q * N + 2 * blhp * q + 2 * blhpn + 4 * blhp * q + 6 * blhpn + bl * 4 * q * N +
-            4 * blhpn;
+    flop += bl * 2 * qb * N + 2 * blhp * qb + 2 * blhpn + 4 * blhp * qb + 6 * blhpn +
+            bl * 4 * qb * N + 4 * blhpn;
     bytes += 4.0 * (3 * blhp + 2 * bl * H + 4 * bl * N) + saved_bytes;  // x, dy, dx; dt, ddt; ...
   }
   set_counters(state, bl, flop, bytes);
+  state.counters["tile_fwd"] = tile_fwd.tile;
+  state.counters["tile_bwd"] = with_backward ? tile_bwd.tile : 0;
 }
 
 template <class Space>
@@ -199,6 +234,7 @@ void register_all() {
 int main(int argc, char** argv) {
   Kokkos::ScopeGuard guard(argc, argv);
   benchmark::Initialize(&argc, argv);
+  copy_bandwidth = measure_copy_bandwidth<Kokkos::DefaultExecutionSpace>();
   register_all<Kokkos::DefaultExecutionSpace>();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
