@@ -13,6 +13,11 @@
 /// `--protocol small` (default) is a reduced joint-recall grid that shows learning on a 2-core
 /// laptop in minutes; `--protocol reference` is the paper's protocol (semantics.md section 5).
 /// Explicit options override the protocol's values.
+///
+/// For other commands (the `table` grid): run_training(train_options) runs one training to its
+/// end (resuming when options.resume and a checkpoint exist) and returns a train_result (best
+/// validation accuracy, test accuracy on the best checkpoint, the best checkpoint's step, wall
+/// time). That signature is kept stable.
 #pragma once
 
 #include <hax/data/joint_recall.hpp>
@@ -23,6 +28,7 @@
 #include <CLI/CLI.hpp>
 #include <Kokkos_Core.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -31,7 +37,7 @@ namespace joint_recall_train {
 
 struct train_options {
   std::string base = "mamba2";
-  std::string sparse = "sign_bin_lsh+key_selection";
+  std::string sparse;  // empty: the base's default (HAX for mamba/mamba2, none for samba)
   std::string config_file;
   std::string size = "auto";  // auto | base | double
   std::string protocol = "small";
@@ -46,13 +52,31 @@ struct train_options {
   std::uint64_t seed = 1;
   std::uint64_t hash_seed = 1;
   std::uint64_t data_seed = 1;
+  bool progress = true;  // the progress line and the model/data/result summary on stdout
+};
+
+/// What one training returns (run_training).
+struct train_result {
+  double best_valid_accuracy = 0.0;  // fraction in [0, 1]
+  double test_accuracy = 0.0;        // fraction, on the best-validation checkpoint
+  std::int64_t best_step = -1;       // update of the best checkpoint
+  double wall_seconds = 0.0;         // of this invocation (a resumed run: since the resume)
+  std::int64_t steps = 0;            // updates done in total
 };
 
 /// The model config: --config FILE, else the reference's file for --base (the double-size one
 /// when there is no sparse branch, as the reference's script chooses, unless --size says).
 inline hax::models::ModelConfig model_config(train_options const& o) {
   hax::models::ModelConfig c;
-  std::string sparse = o.sparse == "none" ? std::string() : o.sparse;
+  bool const samba = o.config_file.empty() && o.base == "samba";
+  std::string sparse = o.sparse;  // empty with --config: the file's sparse_arch
+  if (sparse.empty() && o.config_file.empty()) {
+    sparse = samba ? "none" : "sign_bin_lsh+key_selection";
+  }
+  hax::core::require(!samba || sparse == "none", "joint_recall train", "--sparse \"", sparse,
+                     "\" is not available with --base samba: Samba has no sparse variant (the "
+                     "reference raises NotImplementedError too); use --sparse none");
+  if (sparse == "none") sparse.clear();
   if (!o.config_file.empty()) {
     c = hax::models::load_config(o.config_file);
   } else {
@@ -64,7 +88,7 @@ inline hax::models::ModelConfig model_config(train_options const& o) {
                      (o.size == "auto" && sparse.empty() && base != hax::models::Base::samba);
     c = hax::models::reference_config(base, dbl);
   }
-  if (!sparse.empty() || o.config_file.empty()) c.sparse_arch = sparse;
+  if (!o.sparse.empty() || o.config_file.empty()) c.sparse_arch = sparse;
   if (o.keys) c.sparse_keys = *o.keys;
   if (o.num_hash) c.num_hash = *o.num_hash;
   c.semantics = o.semantics;
@@ -113,14 +137,27 @@ inline void protocol(train_options const& o, hax::data::recall_spec& spec,
   t.hash_seed = o.hash_seed;
   t.out_dir = o.out;
   t.resume = o.resume;
+  t.progress = o.progress;
   t.validate();
 }
 
 template <class Mixer>
-void run_with(hax::models::ModelConfig const& mc, hax::data::recall_spec const& spec,
-              hax::train::TrainConfig const& tc) {
+train_result run_with(hax::models::ModelConfig const& mc, hax::data::recall_spec const& spec,
+                      hax::train::TrainConfig const& tc) {
   using space = Kokkos::DefaultExecutionSpace;
+  auto const start = std::chrono::steady_clock::now();
   hax::train::Trainer<space, float, Mixer> trainer(mc, spec, tc);
+  auto const finish = [&](nlohmann::json const& r) {
+    train_result out;
+    out.best_valid_accuracy = r["best_valid_accuracy"].template get<double>();
+    out.test_accuracy = r["accuracy"].template get<double>();
+    out.best_step = r["best_step"].template get<std::int64_t>();
+    out.steps = r["step"].template get<std::int64_t>();
+    out.wall_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return out;
+  };
+  if (!tc.progress) return finish(trainer.run());
   auto const n = trainer.model().parameter_count();
   auto const expected = hax::models::reference_parameter_count(mc);
   std::printf("model: %s%s%s, d_model %d, %d layers: %zu parameters (reference shapes: %lld)\n",
@@ -139,33 +176,40 @@ void run_with(hax::models::ModelConfig const& mc, hax::data::recall_spec const& 
               static_cast<long long>(tc.steps), static_cast<long long>(tc.eval_every),
               tc.out_dir.c_str());
   std::fflush(stdout);
-  auto const result = trainer.run();
-  std::printf("\ntest accuracy %.4f (best validation %.4f at step %lld)\n",
-              result["accuracy"].template get<double>(), result["best_valid_accuracy"].template get<double>(),
-              static_cast<long long>(result["best_step"].template get<std::int64_t>()));
+  auto const r = finish(trainer.run());
+  std::printf("\ntest accuracy %.4f (best validation %.4f at step %lld), %.1f s\n",
+              r.test_accuracy, r.best_valid_accuracy, static_cast<long long>(r.best_step),
+              r.wall_seconds);
+  return r;
 }
 
-inline void run(train_options const& o) {
+/// Runs one training from `o` to its end and returns its result (the `train` subcommand, and the
+/// unit of the `table` grid). Throws hax::invalid_argument for bad options (naming the option),
+/// hax::io_error for unusable checkpoints or output files, hax::numerical_error for a non-finite
+/// loss (naming the step; the last good checkpoint stays).
+inline train_result run_training(train_options const& o) {
   hax::data::recall_spec spec;
   hax::train::TrainConfig tc;
   protocol(o, spec, tc);
   if (o.base == "linear") {  // the stand-in mixer: a smoke test of the pipeline
     auto mc = hax::models::reference_config(hax::models::Base::mamba, false);
     mc.sparse_arch.clear();
-    run_with<hax::models::LinearMixer<Kokkos::DefaultExecutionSpace, float>>(mc, spec, tc);
-    return;
+    return run_with<hax::models::LinearMixer<Kokkos::DefaultExecutionSpace, float>>(mc, spec, tc);
   }
   auto const mc = model_config(o);
   using hax::models::Base;
   if (mc.base == Base::samba) {
+#if HAX_MODELS_HAS_SAMBA
+    return run_with<hax::models::SambaMixer<Kokkos::DefaultExecutionSpace, float>>(mc, spec, tc);
+#else
     throw hax::invalid_argument(
-        "joint_recall train: --base samba is not yet available in hax (the Samba block: sliding-"
-        "window attention + SwiGLU has not landed)");
+        "joint_recall train: --base samba is not available in this build "
+        "(hax/ssm/samba_layers.hpp is missing)");
+#endif
   }
   if (mc.base == Base::mamba) {
 #if HAX_MODELS_HAS_MAMBA && HAX_MODELS_HAS_SPARSE_BRANCH
-    run_with<hax::ssm::MambaMixer<Kokkos::DefaultExecutionSpace, float>>(mc, spec, tc);
-    return;
+    return run_with<hax::ssm::MambaMixer<Kokkos::DefaultExecutionSpace, float>>(mc, spec, tc);
 #else
     throw hax::invalid_argument(
         "joint_recall train: --base mamba is not yet available in this build "
@@ -173,7 +217,7 @@ inline void run(train_options const& o) {
 #endif
   }
 #if HAX_MODELS_HAS_MAMBA2 && HAX_MODELS_HAS_SPARSE_BRANCH
-  run_with<hax::ssm::Mamba2Mixer<Kokkos::DefaultExecutionSpace, float>>(mc, spec, tc);
+  return run_with<hax::ssm::Mamba2Mixer<Kokkos::DefaultExecutionSpace, float>>(mc, spec, tc);
 #else
   throw hax::invalid_argument(
       "joint_recall train: --base mamba2 is not yet available in this build "
@@ -192,8 +236,8 @@ inline void add_train_command(CLI::App& app, bool& ran) {
       ->capture_default_str();
   cmd->add_option("--sparse", o.sparse,
                   "sparse architecture: none, dilated, sliding_window, sign_bin_lsh, argmax_lsh, "
-                  "key_selection, full, or a '+'-union")
-      ->capture_default_str();
+                  "key_selection, full, or a '+'-union (default: sign_bin_lsh+key_selection; "
+                  "none for samba)");
   cmd->add_option("--config", o.config_file, "model config JSON (reference field names)");
   cmd->add_option("--size", o.size, "auto (double-size without sparse, as the reference) | base | double")
       ->capture_default_str();
@@ -224,6 +268,6 @@ inline void add_train_command(CLI::App& app, bool& ran) {
   cmd->add_option("--test-per", o.test_per, "test items per size combination");
   cmd->callback([opts, &ran] {
     ran = true;
-    joint_recall_train::run(*opts);
+    joint_recall_train::run_training(*opts);
   });
 }

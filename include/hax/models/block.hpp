@@ -3,7 +3,8 @@
 /// hax::models::Block: the pre-norm residual block of every model, h_out = h + mixer(RMSNorm(h)),
 /// with its hand-written backward. The mixer is a template parameter with the interface of
 /// hax::ssm::MambaMixer (register_parameters / forward / backward / Saved), so Mamba, Mamba2, the
-/// stand-in LinearMixer and later a Samba block's mixers slot in unchanged.
+/// stand-in LinearMixer slot in unchanged (Samba's two-sublayer block is models::SambaLayer, with
+/// the same interface).
 #pragma once
 
 #include <hax/core/concepts.hpp>
@@ -24,6 +25,7 @@ class Block {
   using memory_space = typename Space::memory_space;
   using act_view = Kokkos::View<T***, Kokkos::LayoutRight, memory_space>;  // (B, L, D)
   using row_view = Kokkos::View<T**, Kokkos::LayoutRight, memory_space>;   // (B, L)
+  using Saved = typename Mixer::Saved;
 
   /// `prefix` is "layers.<i>." (the reference's names: <prefix>norm.weight, <prefix>mixer.*).
   Block(Mixer mixer, std::string prefix, int d_model, double eps)

@@ -92,6 +92,14 @@ struct ModelConfig {
   int num_hash = 8;             // h (sign-bit LSH bits)
   int data_max_length = 2048;   // dilation grid (semantics.md 6.4)
   std::string semantics = "causal";  // "causal" | "reference"
+  double e_init = 1.0;          // initial value of the branch scale E (released code: 1)
+  // Samba only (samba.json's "attn" object and hidden_ratio):
+  std::vector<int> attn_layers = {1, 3};  // layers whose mixer is sliding-window attention
+  int attn_num_heads = 4;       // heads (= kv heads); head_dim = hidden_size / attn_num_heads
+  int attn_window = 64;         // keys per query, itself included
+  double rope_theta = 1e4;      // RoPE base
+  int hidden_ratio = 4;         // SwiGLU width: fla's rule, a multiple of 256
+  int mlp_width = 0;            // SwiGLU width if > 0 (samba JSON: "intermediate_size")
 
   bool has_sparse() const { return !sparse_arch.empty(); }
   /// True when the sparse_arch contains key_selection (adds the key-score MLP).
@@ -131,6 +139,23 @@ struct ModelConfig {
                     n_groups);
       core::require(chunk_size >= 1, op, "chunk_size must be >= 1, got ", chunk_size);
     }
+    if (base == Base::samba) {
+      for (int l : attn_layers) {
+        core::require(l >= 0 && l < num_hidden_layers, op, "attn.layers: layer ", l,
+                      " is outside [0, num_hidden_layers = ", num_hidden_layers, ")");
+      }
+      core::require(attn_num_heads >= 1 && hidden_size % attn_num_heads == 0, op,
+                    "attn.num_heads (", attn_num_heads, ") must divide hidden_size (", hidden_size,
+                    ")");
+      core::require((hidden_size / attn_num_heads) % 2 == 0, op, "the attention head width (",
+                    "hidden_size ", hidden_size, " / attn.num_heads ", attn_num_heads,
+                    ") must be even (RoPE)");
+      core::require(attn_window >= 1, op, "attn.window_size must be >= 1, got ", attn_window);
+      core::require(rope_theta > 0.0, op, "attn.rope_theta must be > 0, got ", rope_theta);
+      core::require(hidden_ratio >= 1, op, "hidden_ratio must be >= 1, got ", hidden_ratio);
+      core::require(mlp_width >= 0, op, "the MLP's intermediate_size must be >= 1, got ",
+                    mlp_width);
+    }
     core::require(semantics == "causal" || semantics == "reference", op,
                   "semantics must be \"causal\" or \"reference\", got \"", semantics, "\"");
     if (has_sparse()) {
@@ -158,8 +183,7 @@ inline std::set<std::string> const& informational_fields() {
       "time_step_max", "time_step_floor", "time_step_init_scheme", "time_step_scale",
       "time_step_limit", "bos_token_id", "eos_token_id", "pad_token_id", "fuse_norm",
       "fuse_cross_entropy", "use_cache", "torch_dtype", "transformers_version", "norm_before_gate",
-      "rms_norm", "hidden_ratio", "intermediate_size_mlp", "attn", "num_kv_heads", "window_size",
-      "max_position_embeddings", "rope_theta", "elementwise_affine", "initializer_range_note",
+      "rms_norm", "max_position_embeddings", "elementwise_affine", "initializer_range_note",
       "_comment"};
   return f;
 }
@@ -192,6 +216,7 @@ inline ModelConfig config_from_json(nlohmann::json const& j) {
     else if (key == "num_hidden_layers" || key == "num_layers") c.num_hidden_layers = as_int();
     else if (key == "state_size") c.state_size = as_int();
     else if (key == "expand") c.expand = as_int();
+    else if (key == "intermediate_size" && c.base == Base::samba) c.mlp_width = as_int();  // fla
     else if (key == "intermediate_size") { c.intermediate_size = as_int(); has_intermediate = true; }
     else if (key == "num_heads") c.num_heads = as_int();
     else if (key == "head_dim") c.head_dim = as_int();
@@ -216,7 +241,43 @@ inline ModelConfig config_from_json(nlohmann::json const& j) {
     } else if (key == "sparse_keys") c.sparse_keys = as_int();
     else if (key == "num_hash") c.num_hash = as_int();
     else if (key == "data_max_length") c.data_max_length = as_int();
-    else if (key == "semantics") {
+    else if (key == "e_init") c.e_init = as_double();
+    else if (key == "hidden_ratio") c.hidden_ratio = as_int();
+    else if (key == "attn") {
+      core::require(value.is_object(), op, "field \"attn\" must be an object, got ",
+                    value.dump());
+      int kv_heads = -1;
+      for (auto const& [akey, avalue] : value.items()) {
+        auto a_int = [&]() {
+          core::require(avalue.is_number_integer(), op, "field \"attn.", akey,
+                        "\" must be an integer, got ", avalue.dump());
+          return avalue.get<int>();
+        };
+        if (akey == "layers") {
+          core::require(avalue.is_array(), op, "field \"attn.layers\" must be an array");
+          c.attn_layers.clear();
+          for (auto const& l : avalue) {
+            core::require(l.is_number_integer(), op, "field \"attn.layers\" must hold integers");
+            c.attn_layers.push_back(l.get<int>());
+          }
+        } else if (akey == "num_heads") c.attn_num_heads = a_int();
+        else if (akey == "num_kv_heads") kv_heads = a_int();
+        else if (akey == "window_size") c.attn_window = a_int();
+        else if (akey == "rope_theta") {
+          core::require(avalue.is_number(), op, "field \"attn.rope_theta\" must be a number");
+          c.rope_theta = avalue.get<double>();
+        } else if (akey == "qkv_bias") {
+          core::require(avalue.is_boolean() && !avalue.get<bool>(), op,
+                        "attn.qkv_bias must be false (hax's attention has no bias)");
+        } else {
+          throw invalid_argument(core::concat(op, ": unknown field \"attn.", akey,
+                                              "\" in the model config"));
+        }
+      }
+      core::require(kv_heads < 0 || kv_heads == c.attn_num_heads, op, "attn.num_kv_heads (",
+                    kv_heads, ") must equal attn.num_heads (", c.attn_num_heads,
+                    "): hax implements multi-head attention without grouping");
+    } else if (key == "semantics") {
       core::require(value.is_string(), op, "field \"semantics\" must be a string");
       c.semantics = value.get<std::string>();
     } else if (informational_fields().contains(key)) {
@@ -240,7 +301,7 @@ inline nlohmann::json config_to_json(ModelConfig const& c) {
   j["num_hidden_layers"] = c.num_hidden_layers;
   j["state_size"] = c.state_size;
   j["expand"] = c.expand;
-  j["intermediate_size"] = c.intermediate_size;
+  if (c.base != Base::samba) j["intermediate_size"] = c.intermediate_size;  // Samba: the MLP's
   j["conv_kernel"] = c.conv_kernel;
   j["initializer_range"] = c.initializer_range;
   j["norm_eps"] = c.norm_eps;
@@ -257,6 +318,16 @@ inline nlohmann::json config_to_json(ModelConfig const& c) {
   j["num_hash"] = c.num_hash;
   j["data_max_length"] = c.data_max_length;
   j["semantics"] = c.semantics;
+  j["e_init"] = c.e_init;
+  if (c.base == Base::samba) {
+    j["attn"] = nlohmann::json{{"layers", c.attn_layers},
+                               {"num_heads", c.attn_num_heads},
+                               {"num_kv_heads", c.attn_num_heads},
+                               {"window_size", c.attn_window},
+                               {"rope_theta", c.rope_theta}};
+    j["hidden_ratio"] = c.hidden_ratio;
+    if (c.mlp_width > 0) j["intermediate_size"] = c.mlp_width;
+  }
   return j;
 }
 
@@ -317,12 +388,41 @@ inline ModelConfig reference_config(Base base, bool double_size) {
   return c;
 }
 
+/// The SwiGLU width of a Samba config: mlp_width if set, else fla's GatedMLP rule for
+/// hidden_ratio r, int(D·r·2/3) rounded up to a multiple of 256 (semantics.md section 2: 256 for
+/// samba.json).
+inline int samba_mlp_width(ModelConfig const& c) {
+  if (c.mlp_width > 0) return c.mlp_width;
+  int const raw = c.hidden_size * c.hidden_ratio * 2 / 3;
+  return 256 * ((raw + 255) / 256);
+}
+
+/// Whether layer `layer` of a Samba config is an attention layer (else a Mamba layer).
+inline bool samba_is_attention_layer(ModelConfig const& c, int layer) {
+  for (int l : c.attn_layers) {
+    if (l == layer) return true;
+  }
+  return false;
+}
+
 /// The number of scalar parameters the reference's model with this config has (shapes of
-/// semantics.md section 2; embedding included, tied output not counted twice). Samba: 0 (not
-/// modelled yet).
+/// semantics.md section 2; embedding included, tied output not counted twice).
 inline std::int64_t reference_parameter_count(ModelConfig const& c) {
   std::int64_t const d = c.hidden_size, di = c.intermediate_size, n = c.state_size,
                      k = c.conv_kernel;
+  if (c.base == Base::samba) {
+    std::int64_t const r = c.time_step_rank, f = samba_mlp_width(c);
+    std::int64_t total = c.vocab_size * d + d;  // embedding, norm_f
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+      total += 2 * d + 3 * d * f;  // mixer_norm, mlp_norm; SwiGLU gate, up, down
+      if (samba_is_attention_layer(c, i)) {
+        total += 4 * d * d;  // q, k, v, o projections (no bias)
+      } else {
+        total += 2 * di * d + di * k + di + (r + 2 * n) * di + di * r + di + di * n + di + d * di;
+      }
+    }
+    return total;
+  }
   std::int64_t per_layer = d;  // the block's RMSNorm
   if (c.base == Base::mamba) {
     std::int64_t const r = c.time_step_rank;
@@ -339,8 +439,6 @@ inline std::int64_t reference_parameter_count(ModelConfig const& c) {
                  + 3 * h                    // dt_bias, A_log, D
                  + di                       // gated norm
                  + di * d;                  // out_proj
-  } else {
-    return 0;
   }
   if (c.has_sparse()) {
     per_layer += 2 * n * di + di;  // xx_proj, E

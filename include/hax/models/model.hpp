@@ -9,8 +9,9 @@
 /// synchronises with the host.
 ///
 /// The mixer is a template parameter; MixerFactory<Mixer>::make(config, layer) builds one per
-/// layer. Provided: LinearMixer (stand-in), and hax::ssm::MambaMixer / Mamba2Mixer once their
-/// headers exist (detected with __has_include).
+/// layer. Provided: LinearMixer (stand-in), hax::ssm::MambaMixer / Mamba2Mixer (with the HAX
+/// sparse branch when the config has a sparse_arch), and the tag SambaMixer (samba.hpp), whose
+/// layers are Samba blocks (layers.{i}.mixer_norm, mixer, mlp_norm, mlp) instead of Block.
 #pragma once
 
 #include <hax/core/concepts.hpp>
@@ -34,6 +35,12 @@
 #define HAX_MODELS_HAS_MAMBA 1
 #else
 #define HAX_MODELS_HAS_MAMBA 0
+#endif
+#if HAX_MODELS_HAS_MAMBA && __has_include(<hax/ssm/samba_layers.hpp>)
+#include <hax/models/samba.hpp>
+#define HAX_MODELS_HAS_SAMBA 1
+#else
+#define HAX_MODELS_HAS_SAMBA 0
 #endif
 #if __has_include(<hax/ssm/mamba2_mixer.hpp>)
 #include <hax/ssm/mamba2_mixer.hpp>
@@ -75,6 +82,8 @@ inline std::optional<attn::SparseBranchConfig> sparse_branch_config(ModelConfig 
 template <execution_space Space, class T>
 struct MixerFactory<ssm::MambaMixer<Space, T>> {
   static ssm::MambaMixer<Space, T> make(ModelConfig const& c, int /*layer*/) {
+    core::require(c.base == Base::mamba, "hax::models::Model", "a Mamba model needs base mamba, "
+                  "the config says \"", base_name(c.base), "\"");
     ssm::MambaConfig m;
     m.d_model = c.hidden_size;
     m.d_inner = c.intermediate_size;
@@ -83,6 +92,7 @@ struct MixerFactory<ssm::MambaMixer<Space, T>> {
     m.conv_kernel = c.conv_kernel;
     m.init_range = c.initializer_range;
     m.sparse = sparse_branch_config(c);
+    m.e_init = c.e_init;
     return ssm::MambaMixer<Space, T>(m);
   }
 };
@@ -92,6 +102,8 @@ struct MixerFactory<ssm::MambaMixer<Space, T>> {
 template <execution_space Space, class T>
 struct MixerFactory<ssm::Mamba2Mixer<Space, T>> {
   static ssm::Mamba2Mixer<Space, T> make(ModelConfig const& c, int /*layer*/) {
+    core::require(c.base == Base::mamba2, "hax::models::Model", "a Mamba-2 model needs base "
+                  "mamba2, the config says \"", base_name(c.base), "\"");
     ssm::Mamba2Config m;
     m.d_model = c.hidden_size;
     m.d_inner = c.intermediate_size;
@@ -104,8 +116,30 @@ struct MixerFactory<ssm::Mamba2Mixer<Space, T>> {
     m.init_range = c.initializer_range;
     m.norm_eps = c.norm_eps;
     m.sparse = sparse_branch_config(c);
+    m.e_init = c.e_init;
     return ssm::Mamba2Mixer<Space, T>(m);
   }
+};
+#endif
+
+/// The layer type Model stacks for a mixer type, and how layer `layer` is built: the pre-norm
+/// Block around MixerFactory's mixer, or (samba.hpp) a Samba layer.
+template <execution_space Space, class T, class Mixer>
+struct BlockTraits {
+  using type = Block<Space, T, Mixer>;
+  static type make(ModelConfig const& c, int layer) {
+    core::require(c.base != Base::samba, "hax::models::Model",
+                  "a samba config needs the Samba model (Mixer = SambaMixer)");
+    return type(MixerFactory<Mixer>::make(c, layer), "layers." + std::to_string(layer) + ".",
+                c.hidden_size, c.norm_eps);
+  }
+};
+
+#if HAX_MODELS_HAS_SAMBA
+template <execution_space Space, class T>
+struct BlockTraits<Space, T, SambaMixer<Space, T>> {
+  using type = SambaLayer<Space, T>;
+  static type make(ModelConfig const& c, int layer) { return type(c, layer); }
 };
 #endif
 
@@ -114,7 +148,7 @@ class Model {
  public:
   using execution_space = Space;
   using memory_space = typename Space::memory_space;
-  using block_type = Block<Space, T, Mixer>;
+  using block_type = typename BlockTraits<Space, T, Mixer>::type;
   using act_view = Kokkos::View<T***, Kokkos::LayoutRight, memory_space>;  // (B, L, D) or (B, L, V)
   using row_view = Kokkos::View<T**, Kokkos::LayoutRight, memory_space>;   // (B, L)
   using mask_view = Kokkos::View<std::int8_t**, Kokkos::LayoutRight, memory_space>;  // (B, L)
@@ -127,7 +161,7 @@ class Model {
     std::vector<act_view> h;       // (layers + 1) x (B, L, D): residual stream before each block
     std::vector<act_view> normed;  // (layers) x (B, L, D): RMSNorm(h[i]), the mixer's input
     std::vector<row_view> rstd;    // (layers) x (B, L)
-    std::vector<typename Mixer::Saved> saved;  // (layers)
+    std::vector<typename block_type::Saved> saved;  // (layers)
     act_view hf;                   // (B, L, D) norm_f output
     row_view rstd_f;               // (B, L)
     act_view logits;               // (B, L, V)
@@ -142,17 +176,11 @@ class Model {
   Model(ModelConfig const& config, std::uint64_t seed, Space const& space = Space{})
       : config_(config) {
     config_.validate();
-    constexpr char const* op = "hax::models::Model";
-    core::require(config_.base != Base::samba, op,
-                  "base \"samba\" is not yet available in hax (its attention + SwiGLU block has "
-                  "not landed)");
     auto const d = static_cast<std::size_t>(config_.hidden_size);
     store_.add("embeddings.weight", {static_cast<std::size_t>(config_.vocab_size), d},
                nn::init::Normal{0.0, config_.initializer_range});
     for (int i = 0; i < config_.num_hidden_layers; ++i) {
-      blocks_.emplace_back(MixerFactory<Mixer>::make(config_, i),
-                           "layers." + std::to_string(i) + ".", config_.hidden_size,
-                           config_.norm_eps);
+      blocks_.push_back(BlockTraits<Space, T, Mixer>::make(config_, i));
       blocks_.back().register_parameters(store_);
     }
     store_.add("norm_f.weight", {d}, nn::init::Ones{});

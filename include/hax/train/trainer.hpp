@@ -59,6 +59,9 @@ struct TrainConfig {
   std::string out_dir;              // checkpoints + metrics.jsonl; empty: none written
   bool resume = false;              // continue from out_dir/last.haxckpt if present
   bool progress = true;             // progress line on stderr
+  /// Called on the host after every update of run() with the completed update count (progress
+  /// hooks, tests); nothing is synchronised for it.
+  std::function<void(std::int64_t)> on_step;
 
   void validate() const {
     constexpr char const* op = "hax::train::TrainConfig";
@@ -90,6 +93,19 @@ inline nlohmann::json spec_to_json(data::recall_spec const& s) {
   j["seed"] = s.seed;
   return j;
 }
+
+/// The metrics of one training step, read back at log steps.
+struct StepMetrics {
+  double loss = 0.0;       // ce + α · gate_loss: what the step minimised
+  double ce = 0.0;         // masked token-mean cross-entropy
+  double gate_loss = 0.0;  // Σ_layers ranking (gate) loss; 0 without key selection
+  double accuracy = 0.0;   // mean per-item masked accuracy of the batch
+};
+
+/// The `step` of the hashing streams at evaluation under `reference` semantics: a per-batch
+/// counter offset far past any training step, so evaluation draws its own projections (fresh per
+/// batch, as the reference's per-call draw) and never reuses a training step's.
+inline constexpr std::uint64_t kEvalStepBase = std::uint64_t{1} << 62;
 
 /// One evaluation's result.
 struct EvalResult {
@@ -165,9 +181,9 @@ class Trainer {
     data_pos_ = (data_pos_ + config_.batch) % data::split_size(spec_, data::split::train);
   }
 
-  /// Loss (CE + α·gate loss) and batch accuracy of the last training step, read back to the host
-  /// (synchronises: only at log steps).
-  std::pair<double, double> last_metrics() {
+  /// Loss (CE + α·gate loss), its two terms and the batch accuracy of the last training step,
+  /// read back to the host (synchronises: only at log steps).
+  StepMetrics last_metrics() {
     auto const batch = data::shift_for_training(tokens_, mask_);
     nn::masked_accuracy(space_, ws_.logits, batch.labels, batch.loss_mask, acc_item_, acc_mean_);
     T ce = 0, gate = 0, acc = 0;
@@ -175,12 +191,18 @@ class Trainer {
     Kokkos::deep_copy(space_, gate, ws_.gate_loss);
     Kokkos::deep_copy(space_, acc, acc_mean_);
     space_.fence("hax::train::last_metrics");
-    return {static_cast<double>(ce) + config_.gate_loss_weight * static_cast<double>(gate),
-            static_cast<double>(acc)};
+    StepMetrics m;
+    m.ce = static_cast<double>(ce);
+    m.gate_loss = static_cast<double>(gate);
+    m.loss = m.ce + config_.gate_loss_weight * m.gate_loss;
+    m.accuracy = static_cast<double>(acc);
+    return m;
   }
 
-  /// Accuracy and loss on the first `items` items of split `sp` (0: all), evaluation mode
-  /// (no gate loss, fixed seeded hashing). Synchronises once at the end.
+  /// Accuracy and loss on the first `items` items of split `sp` (0: all), evaluation mode (no
+  /// gate loss; hashing: the fixed evaluation projection under `causal` semantics, a fresh one per
+  /// batch under `reference`, numbered by a counter kept in checkpoints). Synchronises once at
+  /// the end.
   EvalResult evaluate(data::split sp, std::int64_t items = 0) {
     std::int64_t const total = data::split_size(spec_, sp);
     std::int64_t const n = items > 0 ? std::min(items, total) : total;
@@ -198,6 +220,8 @@ class Trainer {
     auto const sums = sums_;
     for (std::int64_t first = 0; first < n; first += config_.batch) {
       std::int64_t const nb = std::min<std::int64_t>(config_.batch, n - first);
+      // Under `causal` the branch ignores ctx.step at evaluation (one fixed projection).
+      ctx.step = kEvalStepBase + static_cast<std::uint64_t>(eval_batches_++);
       // Rows past nb keep the previous batch's (valid) tokens; only the first nb items count.
       auto const rows = Kokkos::make_pair<std::int64_t, std::int64_t>(0, nb);
       data::generate_batch(space_, spec_, exclusions_, sp, first,
@@ -238,6 +262,7 @@ class Trainer {
     set.metadata()["data_position"] = data_pos_;
     set.metadata()["best_accuracy"] = best_acc_;
     set.metadata()["best_step"] = best_step_;
+    set.metadata()["eval_batches"] = eval_batches_;
     auto const& store = model_.store();
     set.add(space_, "params", store.values());
     set.add(space_, "adam_m", store.adam_m());
@@ -276,6 +301,7 @@ class Trainer {
     data_pos_ = meta.at("data_position").get<std::int64_t>();
     best_acc_ = meta.at("best_accuracy").get<double>();
     best_step_ = meta.at("best_step").get<std::int64_t>();
+    eval_batches_ = meta.value("eval_batches", std::int64_t{0});
   }
 
   /// Exports the parameters to safetensors with the reference's names (embeddings.weight,
@@ -319,18 +345,23 @@ class Trainer {
     if (files) fs::create_directories(dir);
     if (files && config_.resume && fs::exists(dir / "last.haxckpt")) {
       load_checkpoint(dir / "last.haxckpt");
+      // Lines written after the checkpoint (and the previous final test) would repeat.
+      truncate_metrics(dir / "metrics.jsonl", step_);
       log_line(nlohmann::json{{"event", "resume"}, {"step", step_}});
     }
     auto const start = std::chrono::steady_clock::now();
     std::int64_t const first_step = step_;
     while (step_ < config_.steps) {
       train_step();
+      if (config_.on_step) config_.on_step(step_);
       bool const eval_now = step_ % config_.eval_every == 0;
       if (step_ % config_.log_every == 0 || eval_now || step_ == config_.steps) {
-        auto const [loss, acc] = last_metrics();
+        auto const m = last_metrics();
+        double const loss = m.loss, acc = m.accuracy;
         if (!std::isfinite(loss)) {
           throw numerical_error(core::concat(
-              "hax::train: non-finite loss (", loss, ") at step ", step_,
+              "hax::train: non-finite loss (", loss, ": cross-entropy ", m.ce, ", gate loss ",
+              m.gate_loss, ") at step ", step_,
               files ? "; the last good checkpoint in " + dir.string() + " is kept"
                     : std::string()));
         }
@@ -338,13 +369,16 @@ class Trainer {
                                                           start).count();
         double const rate = static_cast<double>(step_ - first_step) / std::max(secs, 1e-9);
         log_line(nlohmann::json{{"split", "train"}, {"step", step_}, {"loss", loss},
+                                {"ce", m.ce}, {"gate_loss", m.gate_loss},
                                 {"accuracy", acc}, {"steps_per_s", rate},
                                 {"lr", optim::WarmupCosine{config_.lr, config_.warmup, 0, 0.0}(step_)}});
         if (config_.progress) {
           double const eta = static_cast<double>(config_.steps - step_) / std::max(rate, 1e-9);
-          std::fprintf(stderr, "\rstep %lld/%lld  %.2f steps/s  ETA %.0fs  loss %.4f  acc %.4f   ",
+          std::fprintf(stderr,
+                       "\rstep %lld/%lld  %.2f steps/s  ETA %.0fs  loss %.4f (ce %.4f, gate %.4f)"
+                       "  acc %.4f   ",
                        static_cast<long long>(step_), static_cast<long long>(config_.steps), rate,
-                       eta, loss, acc);
+                       eta, loss, m.ce, m.gate_loss, acc);
           std::fflush(stderr);
         }
       }
@@ -421,6 +455,39 @@ class Trainer {
     return j;
   }
 
+  /// Rewrites `path` keeping only the lines of steps <= `step` (and no final-test line), through a
+  /// temporary file and a rename, so that a crash leaves either the old or the new file.
+  static void truncate_metrics(std::filesystem::path const& path, std::int64_t step) {
+    namespace fs = std::filesystem;
+    if (!fs::exists(path)) return;
+    std::ifstream in(path);
+    std::string kept, line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded()) continue;  // a torn last line from a crash
+      if (j.value("split", std::string()) == "test") continue;
+      if (j.contains("step") && j["step"].is_number_integer() &&
+          j["step"].get<std::int64_t>() > step) {
+        continue;
+      }
+      kept += line;
+      kept += '\n';
+    }
+    in.close();
+    fs::path tmp = path;
+    tmp += ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
+      out << kept;
+      out.flush();
+      if (!out) {
+        throw io_error(core::concat("hax::train: cannot write \"", tmp.string(), "\""));
+      }
+    }
+    fs::rename(tmp, path);
+  }
+
   void log_line(nlohmann::json const& j) const {
     if (config_.out_dir.empty()) return;
     std::ofstream out(std::filesystem::path(config_.out_dir) / "metrics.jsonl", std::ios::app);
@@ -446,6 +513,7 @@ class Trainer {
   std::int64_t data_pos_ = 0;
   double best_acc_ = -1.0;
   std::int64_t best_step_ = -1;
+  std::int64_t eval_batches_ = 0;  // evaluation batches so far (the `reference` hashing stream)
 };
 
 }  // namespace hax::train

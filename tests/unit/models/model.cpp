@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 /// \file
 /// Tests of hax::models: config parsing and its errors, parameter counts against the shapes of
-/// semantics.md section 2, and a finite-difference gradient check of the whole model (embedding,
-/// blocks, norm_f, tied output) in double with the stand-in mixer.
+/// semantics.md section 2 (Mamba, Mamba2, their hybrids, Samba), and finite-difference gradient
+/// checks of whole models (embedding, blocks, norm_f, tied output) in double: the stand-in mixer,
+/// Mamba, the hybrids Mamba2 + sign_bin_lsh+key_selection and Mamba + sliding_window (with the
+/// α-weighted gate loss for the key-score MLPs), and a tiny Samba.
 #include <hax/models/config.hpp>
 #include <hax/models/model.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_floating_point.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -188,7 +192,11 @@ TEST_CASE("models: model with the stand-in mixer has the expected names and coun
   CHECK(model.store().contains("layers.0.mixer.weight"));
   CHECK(model.store().contains("norm_f.weight"));
   c.base = Base::samba;
-  CHECK_THROWS_WITH((hax::models::Model<space, float>(c, 1)), ContainsSubstring("not yet available"));
+  c.num_hidden_layers = 4;  // a valid Samba layout (attention on layers 1 and 3, 4 heads of 2),
+  c.hidden_size = 8;        // but the model is built with the wrong mixer
+  c.intermediate_size = 16;
+  CHECK_THROWS_WITH((hax::models::Model<space, float>(c, 1)),
+                    ContainsSubstring("needs the Samba model"));
 }
 
 TEST_CASE("models: gradient check of the whole model in double", "[models]") {
@@ -236,10 +244,35 @@ TEST_CASE("models: Mamba model parameter counts match semantics.md section 2", "
   auto c = hax::models::reference_config(Base::mamba, false);
   CHECK(hax::models::Model<space, float, Mamba>(c, 1).parameter_count() ==
         2 * mamba_layer(64, 128, 16, 8) + 100 * 64 + 64);
-  // The sparse variants (82 368, 86 658) are checked here once the mixer wires in the sparse
-  // branch; reference_parameter_count covers them above.
   c = hax::models::reference_config(Base::mamba, true);
   CHECK(hax::models::Model<space, float, Mamba>(c, 1).parameter_count() == 246144);
+  // The hybrids (semantics.md section 2's table).
+  c = hax::models::reference_config(Base::mamba, false);
+  c.sparse_arch = "sliding_window+dilated";
+  CHECK(hax::models::Model<space, float, Mamba>(c, 1).parameter_count() == 82368);
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  hax::models::Model<space, float, Mamba> hax_mamba(c, 1);
+  CHECK(hax_mamba.parameter_count() == 86658);
+  CHECK(hax_mamba.store().contains("layers.1.mixer.E"));
+  CHECK(hax_mamba.store().contains("layers.0.mixer.xx_proj.weight"));
+  // A Mamba model refuses a config of another base.
+  CHECK_THROWS_WITH((hax::models::Model<space, float, Mamba>(
+                        hax::models::reference_config(Base::mamba2, false), 1)),
+                    ContainsSubstring("needs base mamba"));
+}
+
+TEST_CASE("models: Mamba2 model parameter counts match semantics.md section 2", "[models]") {
+  using space = hax::test::test_space;
+  using Mamba2 = hax::ssm::Mamba2Mixer<space, float>;
+  auto c = hax::models::reference_config(Base::mamba2, false);
+  CHECK(hax::models::Model<space, float, Mamba2>(c, 1).parameter_count() == 67184);
+  c.sparse_arch = "sliding_window";
+  CHECK(hax::models::Model<space, float, Mamba2>(c, 1).parameter_count() == 83824);
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  CHECK(hax::models::Model<space, float, Mamba2>(c, 1).parameter_count() == 100594);
+  CHECK(hax::models::Model<space, float, Mamba2>(hax::models::reference_config(Base::mamba2, true),
+                                                 1)
+            .parameter_count() == 231984);
 }
 
 TEST_CASE("models: gradient check of a tiny Mamba model in double", "[models][slow]") {
@@ -278,5 +311,278 @@ TEST_CASE("models: gradient check of a tiny Mamba model in double", "[models][sl
   model.backward(s, ws, tokens, ctx);
   auto const analytic = hax::test::to_vector(model.store().grads());
   hax::test::check_gradient(params, analytic, loss, "Mamba model parameters", 1e-5, 1e-7);
+}
+#endif
+
+#if HAX_MODELS_HAS_MAMBA && HAX_MODELS_HAS_MAMBA2 && HAX_MODELS_HAS_SPARSE_BRANCH
+namespace {
+
+bool is_score_mlp(std::string const& name) { return name.find("ks_mlp.") != std::string::npos; }
+
+/// Finite-difference check of every parameter gradient of a whole model in double, on a batch
+/// with a right-padded row, in training (gate loss on). The loss is Σ dy ⊙ logits, plus
+/// α · Σ_layers gate loss for the key-score MLPs: the ranking loss trains only them (the
+/// selection it drives is piecewise constant, and the reference detaches the rest).
+template <class Mixer>
+void check_model_gradients(ModelConfig const& c, std::uint64_t seed) {
+  using space = hax::test::test_space;
+  using Model = hax::models::Model<space, double, Mixer>;
+  Model model(c, seed);
+  space const s;
+  int const B = 2, L = 9, pad = 0;
+  auto ws = model.make_workspace(s, B, L);
+  Kokkos::View<int**, Kokkos::LayoutRight, hax::test::test_memory_space> tokens("tokens", B, L);
+  // row 1 is right-padded after 6 tokens
+  hax::test::from_vector(tokens, {1, 5, 2, 6, 3, 3, 4, 1, 2, /**/ 4, 4, 6, 1, 5, 2, 0, 0, 0});
+  Model::set_pad_mask(s, ws, tokens, pad);
+  // Generic values: norm weights off one, branch parameters (E, xx_proj, score MLP) in ±0.6 so the
+  // MLP's ReLUs are in both states.
+  auto params = hax::test::to_vector(model.store().values());
+  std::uint64_t rs = seed * 100;
+  for (auto const& e : model.store().entries()) {
+    bool const branch = e.name.ends_with(".E") || e.name.find("xx_proj") != std::string::npos ||
+                        is_score_mlp(e.name);
+    bool const norm = e.name.find("norm") != std::string::npos;
+    if (!branch && !norm) continue;
+    auto const v = hax::test::random_vector(e.size(), ++rs, branch ? -0.6 : 0.5, branch ? 0.6 : 1.5);
+    std::copy(v.begin(), v.end(), params.begin() + e.offset);
+  }
+  std::vector<double> const dy = hax::test::random_vector(B * L * c.vocab_size, 12);
+  hax::models::StepContext ctx;  // fixed seed and step: the same projections every forward
+  ctx.seed = 5;
+  ctx.step = 2;
+  ctx.training = true;
+  ctx.gate_loss_weight = 0.3;  // not the default, so that a missing α would show
+  auto losses = [&](std::vector<double> const& p) {
+    hax::test::from_vector(model.store().values(), p);
+    model.forward(s, ws, tokens, ctx);
+    auto const y = hax::test::to_vector(ws.logits);
+    double l = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) l += dy[i] * y[i];
+    return std::pair{l, hax::test::to_vector(ws.gate_loss)[0]};
+  };
+  auto const [l0, gate0] = losses(params);
+  hax::test::from_vector(ws.dlogits, dy);
+  model.store().zero_grad(s);
+  model.backward(s, ws, tokens, ctx);
+  auto const g = hax::test::to_vector(model.store().grads());
+
+  std::vector<std::size_t> path, mlp;
+  for (auto const& e : model.store().entries()) {
+    auto& into = is_score_mlp(e.name) ? mlp : path;
+    for (std::size_t i = 0; i < e.size(); ++i) into.push_back(e.offset + i);
+  }
+  auto check_subset = [&](std::vector<std::size_t> const& idx, bool with_gate, char const* what) {
+    std::vector<double> sub(idx.size()), gsub(idx.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) {
+      sub[i] = params[idx[i]];
+      gsub[i] = g[idx[i]];
+    }
+    hax::test::check_gradient(
+        sub, gsub,
+        [&](std::vector<double> const& v) {
+          auto p = params;
+          for (std::size_t i = 0; i < idx.size(); ++i) p[idx[i]] = v[i];
+          auto const [l, gl] = losses(p);
+          return with_gate ? l + ctx.gate_loss_weight * gl : l;
+        },
+        what, 1e-5, 1e-7);
+  };
+  check_subset(path, false, "model parameters (embedding, blocks, norm_f)");
+  if (c.has_key_selection()) {
+    REQUIRE(!mlp.empty());
+    CHECK(gate0 > 0.0);  // the ranking loss is on in training
+    check_subset(mlp, true, "key-score MLPs (alpha * gate loss)");
+  } else {
+    REQUIRE(mlp.empty());
+    CHECK(gate0 == 0.0);
+  }
+  // The branch's own parameters carry gradient in every layer.
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    auto const& e = model.store().entry("layers." + std::to_string(i) + ".mixer.xx_proj.weight");
+    CHECK(hax::test::max_abs(std::vector<double>(g.begin() + e.offset,
+                                                 g.begin() + e.offset + e.size())) > 1e-6);
+  }
+}
+
+ModelConfig tiny_hybrid(Base base, std::string arch) {
+  ModelConfig c;
+  c.base = base;
+  c.vocab_size = 7;
+  c.hidden_size = 4;
+  c.expand = 2;
+  c.intermediate_size = 8;
+  c.state_size = 2;
+  c.time_step_rank = 2;
+  c.num_heads = 2;
+  c.head_dim = 4;
+  c.chunk_size = 4;
+  c.num_hidden_layers = 2;
+  c.sparse_arch = std::move(arch);
+  c.sparse_keys = 4;
+  c.num_hash = 2;
+  c.data_max_length = 8;
+  c.validate();
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("models: gradient check of a tiny Mamba2 + sign_bin_lsh+key_selection model",
+          "[models][hybrid]") {
+  using space = hax::test::test_space;
+  check_model_gradients<hax::ssm::Mamba2Mixer<space, double>>(
+      tiny_hybrid(Base::mamba2, "sign_bin_lsh+key_selection"), 3);
+}
+
+TEST_CASE("models: gradient check of a tiny Mamba + sliding_window model", "[models][hybrid]") {
+  using space = hax::test::test_space;
+  check_model_gradients<hax::ssm::MambaMixer<space, double>>(
+      tiny_hybrid(Base::mamba, "sliding_window"), 4);
+}
+
+TEST_CASE("models: the hybrid's gate loss is the sum over layers, only in training",
+          "[models][hybrid]") {
+  using space = hax::test::test_space;
+  using Model = hax::models::Model<space, double, hax::ssm::Mamba2Mixer<space, double>>;
+  auto const c = tiny_hybrid(Base::mamba2, "key_selection");
+  Model model(c, 7);
+  space const s;
+  auto ws = model.make_workspace(s, 2, 9);
+  Kokkos::View<int**, Kokkos::LayoutRight, hax::test::test_memory_space> tokens("tokens", 2, 9);
+  hax::test::from_vector(tokens, {1, 5, 2, 6, 3, 3, 4, 1, 2, 4, 4, 6, 1, 5, 2, 3, 6, 5});
+  Model::set_pad_mask(s, ws, tokens, -1);
+  hax::models::StepContext ctx;
+  ctx.training = true;
+  model.forward(s, ws, tokens, ctx);
+  double const total = hax::test::to_vector(ws.gate_loss)[0];
+  // Per layer: the mixer's own gate loss on the block's normed input, from a fresh scalar.
+  double by_layer = 0;
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    Kokkos::View<double, hax::test::test_memory_space> one("one");
+    auto ci = ctx;
+    ci.layer = i;
+    auto const mixer = hax::models::MixerFactory<hax::ssm::Mamba2Mixer<space, double>>::make(c, i);
+    Kokkos::View<double***, Kokkos::LayoutRight, hax::test::test_memory_space> y("y", 2, 9,
+                                                                                c.hidden_size);
+    mixer.forward(s, model.store(), "layers." + std::to_string(i) + ".mixer.", ws.normed[i],
+                  ws.pad_mask, y, one, ci);
+    by_layer += hax::test::to_vector(one)[0];
+  }
+  CHECK(total > 0.0);
+  CHECK_THAT(total, Catch::Matchers::WithinRel(by_layer, 1e-12));
+  ctx.training = false;
+  model.forward(s, ws, tokens, ctx);
+  CHECK(hax::test::to_vector(ws.gate_loss)[0] == 0.0);
+}
+#endif
+
+#if HAX_MODELS_HAS_SAMBA
+namespace {
+
+ModelConfig tiny_samba() {
+  ModelConfig c = hax::models::reference_config(Base::samba, false);
+  c.vocab_size = 7;
+  c.hidden_size = 4;
+  c.intermediate_size = 8;
+  c.state_size = 2;
+  c.time_step_rank = 2;
+  c.attn_num_heads = 2;  // head width 2
+  c.attn_window = 3;
+  c.mlp_width = 6;
+  c.initializer_range = 0.3;
+  c.validate();
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("models: Samba model names and parameter count (semantics.md section 2)",
+          "[models][samba]") {
+  using space = hax::test::test_space;
+  using Samba = hax::models::Model<space, float, hax::models::SambaMixer<space, float>>;
+  auto const c = hax::models::reference_config(Base::samba, false);
+  // Written out from section 2: embedding 100×32, norm_f 32; per layer two norms (32 each) and a
+  // SwiGLU 32→256 (3 × 32 × 256); Mamba layers 0, 2 (d_inner 64, N 16, dt_rank 8); attention
+  // layers 1, 3 (4 × 32 × 32).
+  std::int64_t const mamba = 2 * 64 * 32 + (64 * 4 + 64) + (8 + 2 * 16) * 64 + (64 * 8 + 64) +
+                             64 * 16 + 64 + 32 * 64;
+  std::int64_t const expected = 100 * 32 + 32 + 4 * (2 * 32 + 3 * 32 * 256) + 2 * mamba +
+                                2 * 4 * 32 * 32;
+  CHECK(expected == 131360);
+  CHECK(hax::models::reference_parameter_count(c) == expected);
+  Samba model(c, 1);
+  CHECK(static_cast<std::int64_t>(model.parameter_count()) == expected);
+  for (char const* name :
+       {"embeddings.weight", "layers.0.mixer_norm.weight", "layers.0.mixer.in_proj.weight",
+        "layers.0.mixer.A_log", "layers.0.mlp_norm.weight", "layers.0.mlp.gate_proj.weight",
+        "layers.1.mixer.q_proj.weight", "layers.1.mixer.o_proj.weight",
+        "layers.3.mlp.down_proj.weight", "layers.2.mixer.dt_proj.bias", "norm_f.weight"}) {
+    CAPTURE(name);
+    CHECK(model.store().contains(name));
+  }
+  CHECK_FALSE(model.store().contains("layers.1.mixer.in_proj.weight"));
+  CHECK_FALSE(model.store().contains("layers.0.norm.weight"));
+  CHECK(model.store().entry("layers.0.mlp.up_proj.weight").shape ==
+        std::vector<std::size_t>{256, 32});
+  // Samba has no sparse variant (the reference raises too).
+  auto bad = c;
+  bad.sparse_arch = "sliding_window";
+  CHECK_THROWS_WITH((Samba(bad, 1)), ContainsSubstring("not supported with samba"));
+  // A bad attention layout names the field.
+  bad = c;
+  bad.attn_layers = {1, 4};
+  CHECK_THROWS_WITH((Samba(bad, 1)), ContainsSubstring("attn.layers: layer 4"));
+  auto j = hax::models::config_to_json(c);
+  j["attn"]["num_kv_heads"] = 2;
+  CHECK_THROWS_WITH(hax::models::config_from_json(j), ContainsSubstring("num_kv_heads"));
+  j = hax::models::config_to_json(c);
+  j["attn"]["window"] = 2;
+  CHECK_THROWS_WITH(hax::models::config_from_json(j), ContainsSubstring("\"attn.window\""));
+}
+
+TEST_CASE("models: gradient check of a tiny Samba model in double", "[models][samba]") {
+  using space = hax::test::test_space;
+  using Model = hax::models::Model<space, double, hax::models::SambaMixer<space, double>>;
+  auto const c = tiny_samba();
+  Model model(c, 5);
+  space const s;
+  int const B = 2, L = 6;
+  auto ws = model.make_workspace(s, B, L);
+  Kokkos::View<int**, Kokkos::LayoutRight, hax::test::test_memory_space> tokens("tokens", B, L);
+  hax::test::from_vector(tokens, {1, 5, 2, 6, 3, 4, /**/ 4, 6, 1, 5, 0, 0});
+  Model::set_pad_mask(s, ws, tokens, 0);
+  auto params = hax::test::to_vector(model.store().values());
+  std::uint64_t rs = 500;
+  for (auto const& e : model.store().entries()) {  // norm weights off one
+    if (e.name.find("norm") == std::string::npos) continue;
+    auto const v = hax::test::random_vector(e.size(), ++rs, 0.5, 1.5);
+    std::copy(v.begin(), v.end(), params.begin() + e.offset);
+  }
+  std::vector<double> const dy = hax::test::random_vector(B * L * c.vocab_size, 13);
+  hax::models::StepContext ctx;
+  auto loss = [&](std::vector<double> const& p) {
+    hax::test::from_vector(model.store().values(), p);
+    model.forward(s, ws, tokens, ctx);
+    auto const y = hax::test::to_vector(ws.logits);
+    double l = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) l += dy[i] * y[i];
+    return l;
+  };
+  loss(params);
+  CHECK(hax::test::to_vector(ws.gate_loss)[0] == 0.0);
+  hax::test::from_vector(ws.dlogits, dy);
+  model.store().zero_grad(s);
+  model.backward(s, ws, tokens, ctx);
+  auto const analytic = hax::test::to_vector(model.store().grads());
+  hax::test::check_gradient(params, analytic, loss, "Samba model parameters", 1e-5, 1e-7);
+  // Both kinds of layer carry gradient.
+  for (char const* name : {"layers.0.mixer.in_proj.weight", "layers.1.mixer.q_proj.weight",
+                           "layers.1.mlp.down_proj.weight"}) {
+    auto const& e = model.store().entry(name);
+    CAPTURE(name);
+    CHECK(hax::test::max_abs(std::vector<double>(analytic.begin() + e.offset,
+                                                 analytic.begin() + e.offset + e.size())) > 1e-6);
+  }
 }
 #endif

@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: MIT
 /// \file
-/// Tests of hax::train::Trainer on a tiny joint-recall task with the stand-in mixer: the loss
-/// falls over a few steps, resuming equals an uninterrupted run (bit for bit on Serial),
-/// checkpoint and safetensors round trips, mismatching checkpoints, bad settings, and a
-/// non-finite loss that stops the run naming the step.
+/// Tests of hax::train::Trainer on a tiny joint-recall task, with the stand-in mixer and with a
+/// tiny HAX hybrid (Mamba2 + sign_bin_lsh+key_selection): the loss falls over a few steps,
+/// resuming equals an uninterrupted run (bit for bit on Serial; the hybrid's hashing streams and
+/// the `reference` evaluation counter included) and does not repeat metrics lines, checkpoint
+/// and safetensors round trips, mismatching checkpoints, bad settings, and a non-finite loss that
+/// stops the run naming the step and keeps the last good checkpoint.
 #include <hax/train/trainer.hpp>
 
+#include <catch2/catch_approx.hpp>
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -62,6 +67,23 @@ std::filesystem::path fresh_dir(std::string const& name) {
   return dir;
 }
 
+/// (split or event, step) of every line of a metrics.jsonl, and the logged values by line.
+struct Metrics {
+  std::vector<std::pair<std::string, std::int64_t>> keys;
+  std::vector<nlohmann::json> lines;
+};
+Metrics read_metrics(std::filesystem::path const& path) {
+  Metrics m;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    m.keys.emplace_back(j.value("split", j.value("event", std::string("?"))), j.value("step", -1));
+    m.lines.push_back(std::move(j));
+  }
+  return m;
+}
+
 std::vector<double> tensor_values(hax::io::TensorSet const& set, std::string const& name) {
   auto const& t = set.at(name);
   std::vector<double> out(t.bytes.size() / sizeof(float));
@@ -81,11 +103,11 @@ TEST_CASE("train: a few steps reduce the loss on a tiny task", "[train]") {
   cfg.warmup = 0;
   Trainer trainer(tiny_model(), tiny_spec(), cfg);
   trainer.train_step();
-  double const first = trainer.last_metrics().first;
+  double const first = trainer.last_metrics().loss;
   double last = 0;
   for (int i = 1; i < 60; ++i) {
     trainer.train_step();
-    if (i >= 50) last += trainer.last_metrics().first / 10.0;
+    if (i >= 50) last += trainer.last_metrics().loss / 10.0;
   }
   INFO("first loss " << first << ", mean of the last 10 " << last);
   CHECK(std::isfinite(first));
@@ -130,6 +152,17 @@ TEST_CASE("train: resuming equals an uninterrupted run", "[train]") {
       CHECK(a.at(name).bytes == b.at(name).bytes);
     }
   }
+  // metrics.jsonl: the resumed run's lines are the uninterrupted run's, plus one resume event
+  // (the first part's final test line is gone, and nothing repeats).
+  auto const ma = read_metrics(a_dir / "metrics.jsonl");
+  auto mb = read_metrics(b_dir / "metrics.jsonl");
+  auto const resume = std::find(mb.keys.begin(), mb.keys.end(),
+                                std::pair<std::string, std::int64_t>{"resume", 3});
+  REQUIRE(resume != mb.keys.end());
+  mb.lines.erase(mb.lines.begin() + (resume - mb.keys.begin()));
+  mb.keys.erase(resume);
+  CHECK(mb.keys == ma.keys);
+  CHECK(ma.keys.size() == 7);  // train 2, 3; valid 3; train 4, 6; valid 6; test
   std::filesystem::remove_all(a_dir);
   std::filesystem::remove_all(b_dir);
 }
@@ -215,3 +248,142 @@ TEST_CASE("train: a non-finite loss stops the run naming the step", "[train]") {
   CHECK_FALSE(std::filesystem::exists(dir / "last.haxckpt"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("train: a non-finite loss keeps the last good checkpoint", "[train]") {
+  auto const dir = fresh_dir("nan_keep");
+  auto cfg = tiny_train(dir.string());  // validates and checkpoints at steps 3 and 6
+  cfg.log_every = 1;
+  Trainer* trainer = nullptr;
+  // After update 4 the parameters turn non-finite: the loss of step 5 is NaN.
+  cfg.on_step = [&trainer](std::int64_t step) {
+    if (step != 4) return;
+    auto values = hax::test::to_vector(trainer->model().store().values());
+    for (auto& v : values) v = std::nan("");
+    hax::test::from_vector(trainer->model().store().values(), values);
+  };
+  Trainer t(tiny_model(), tiny_spec(), cfg);
+  trainer = &t;
+  CHECK_THROWS_WITH(t.run(), ContainsSubstring("non-finite loss") &&
+                                 ContainsSubstring("at step 5") &&
+                                 ContainsSubstring("last good checkpoint"));
+  auto const last = hax::io::read_checkpoint(dir / "last.haxckpt");
+  CHECK(last.metadata()["step"] == 3);
+  for (double v : tensor_values(last, "params")) REQUIRE(std::isfinite(v));
+  CHECK(std::filesystem::exists(dir / "best.haxckpt"));
+  // It resumes from there (and the metrics stop at step 3 again).
+  cfg.on_step = nullptr;
+  cfg.resume = true;
+  Trainer again(tiny_model(), tiny_spec(), cfg);
+  auto const result = again.run();
+  CHECK(result["step"] == 6);
+  auto const m = read_metrics(dir / "metrics.jsonl");
+  std::int64_t prev = 0;
+  for (auto const& [what, step] : m.keys) {  // steps never go back: nothing repeats
+    CAPTURE(what, step);
+    if (what == "train") {
+      CHECK(step > prev);
+      prev = step;
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+#if HAX_MODELS_HAS_MAMBA2 && HAX_MODELS_HAS_SPARSE_BRANCH
+namespace {
+
+using HybridTrainer = hax::train::Trainer<space, float, hax::ssm::Mamba2Mixer<space, float>>;
+
+hax::models::ModelConfig tiny_hybrid(std::string semantics = "causal") {
+  hax::models::ModelConfig c;
+  c.base = hax::models::Base::mamba2;
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.num_heads = 2;
+  c.head_dim = 8;
+  c.state_size = 4;
+  c.chunk_size = 8;
+  c.num_hidden_layers = 2;
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  c.sparse_keys = 4;
+  c.num_hash = 2;
+  c.semantics = std::move(semantics);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("train: a tiny hybrid learns, with the gate loss beside the cross-entropy",
+          "[train][hybrid]") {
+  auto cfg = tiny_train();
+  cfg.steps = 60;
+  cfg.warmup = 0;
+  cfg.gate_loss_weight = 0.5;
+  HybridTrainer trainer(tiny_hybrid(), tiny_spec(), cfg);
+  trainer.train_step();
+  auto const first = trainer.last_metrics();
+  CHECK(first.gate_loss > 0.0);  // key selection's ranking loss, summed over the two layers
+  CHECK(first.loss == Catch::Approx(first.ce + 0.5 * first.gate_loss).epsilon(1e-12));
+  double last = 0;
+  for (int i = 1; i < 60; ++i) {
+    trainer.train_step();
+    if (i >= 50) last += trainer.last_metrics().ce / 10.0;
+  }
+  INFO("first cross-entropy " << first.ce << ", mean of the last 10 " << last);
+  CHECK(first.ce > 4.0);
+  CHECK(last < first.ce - 1.0);
+}
+
+TEST_CASE("train: resuming a hybrid equals an uninterrupted run (hashing streams included)",
+          "[train][hybrid]") {
+  // `reference` semantics: training hashes per (seed, step, layer), evaluation per batch counter;
+  // both must continue where they stopped.
+  auto const a_dir = fresh_dir("ha"), b_dir = fresh_dir("hb");
+  auto const model = tiny_hybrid("reference");
+  {
+    HybridTrainer a(model, tiny_spec(), tiny_train(a_dir.string()));
+    a.run();
+  }
+  {
+    auto cfg = tiny_train(b_dir.string());
+    cfg.steps = 3;
+    HybridTrainer b(model, tiny_spec(), cfg);
+    b.run();
+  }
+  {
+    auto cfg = tiny_train(b_dir.string());
+    cfg.resume = true;
+    HybridTrainer c(model, tiny_spec(), cfg);
+    CHECK(c.run()["step"] == 6);
+  }
+  auto const a = hax::io::read_checkpoint(a_dir / "last.haxckpt");
+  auto const b = hax::io::read_checkpoint(b_dir / "last.haxckpt");
+  CHECK(a.metadata()["eval_batches"] == b.metadata()["eval_batches"]);
+  CHECK(a.metadata()["eval_batches"].get<std::int64_t>() > 0);
+  for (char const* name : {"params", "adam_m", "adam_v"}) {
+    INFO(name);
+    if constexpr (std::is_same_v<space, Kokkos::Serial>) {
+      CHECK(a.at(name).bytes == b.at(name).bytes);  // bit for bit
+    } else {
+      hax::test::check_close(tensor_values(b, name), tensor_values(a, name), 1e-4, 1e-6, name);
+    }
+  }
+  // The validation and test results after the resume are the uninterrupted run's.
+  auto const ma = read_metrics(a_dir / "metrics.jsonl");
+  auto const mb = read_metrics(b_dir / "metrics.jsonl");
+  auto results = [](Metrics const& m) {
+    std::vector<double> out;
+    for (auto const& j : m.lines) {
+      auto const split = j.value("split", std::string());
+      if (split == "valid" || split == "test") {
+        out.push_back(j["accuracy"].get<double>());
+        out.push_back(j["loss"].get<double>());
+      }
+    }
+    return out;
+  };
+  REQUIRE(results(ma).size() == 6);
+  hax::test::check_close(results(mb), results(ma), 1e-5, 1e-6, "valid/test accuracy and loss");
+  std::filesystem::remove_all(a_dir);
+  std::filesystem::remove_all(b_dir);
+}
+#endif
