@@ -28,6 +28,27 @@ namespace hax::attn {
 /// Block length of causal_topk's parallel phases (see the file comment).
 inline constexpr int kTopkBlock = 32;
 
+namespace impl {
+
+/// Inserts key j, more recent than every key in `list`, into the sorted list `list` (k' slots, the
+/// first `count` filled) of sequence b: it ties with equal scores in its favour, so it goes before
+/// the first entry whose score is <= its own; the last entry drops out once the list is full.
+template <class S, class List>
+KOKKOS_INLINE_FUNCTION void insert_most_recent(S const& scores, int b, List const& list,
+                                               int& count, int kprime, int j) {
+  auto const sj = scores(b, j);
+  int pos = 0;
+  while (pos < count && scores(b, list(pos)) > sj) { ++pos; }
+  if (pos < kprime) {
+    int const last = count < kprime ? count : kprime - 1;
+    for (int t = last; t > pos; --t) { list(t) = list(t - 1); }
+    list(pos) = j;
+    if (count < kprime) { ++count; }
+  }
+}
+
+}  // namespace impl
+
 /// idx (B, L, k') = causal top-k' of scores (B, L) (see the file comment).
 /// Asynchronous on `space`. Throws hax::invalid_argument on mismatched shapes or k' > L.
 template <execution_space Space, class S, class Idx>
@@ -58,20 +79,13 @@ void causal_topk(Space const& space, S const& scores, Idx const& idx) {
   Kokkos::parallel_for(
       "hax::attn::causal_topk::blocks", policy2(space, {0, 0}, {B, nb}),
       KOKKOS_LAMBDA(int b, int c) {
+        auto const list = Kokkos::subview(own, b, c, Kokkos::ALL);
         int count = 0;
         int const end = Kokkos::min(L, (c + 1) * block);
         for (int j = c * block; j < end; ++j) {
-          auto const sj = scores(b, j);
-          int pos = 0;
-          while (pos < count && scores(b, own(b, c, pos)) > sj) { ++pos; }
-          if (pos < kprime) {
-            int const last = count < kprime ? count : kprime - 1;
-            for (int t = last; t > pos; --t) { own(b, c, t) = own(b, c, t - 1); }
-            own(b, c, pos) = j;
-            if (count < kprime) { ++count; }
-          }
+          impl::insert_most_recent(scores, b, list, count, kprime, j);
         }
-        for (int t = count; t < kprime; ++t) { own(b, c, t) = -1; }
+        for (int t = count; t < kprime; ++t) { list(t) = -1; }
       });
 
   // 2. prefix(c) = top-k' of blocks 0..c-1: merge prefix(c-1) with own(c-1), both sorted.
@@ -107,23 +121,12 @@ void causal_topk(Space const& space, S const& scores, Idx const& idx) {
         int count = 0;
         while (count < kprime && prefix(b, c, count) >= 0) { ++count; }
         for (int i = begin; i < end; ++i) {
-          if (i == begin) {
-            for (int t = 0; t < count; ++t) { idx(b, i, t) = prefix(b, c, t); }
-          } else {
-            for (int t = 0; t < count; ++t) { idx(b, i, t) = idx(b, i - 1, t); }
+          auto const row = Kokkos::subview(idx, b, i, Kokkos::ALL);
+          for (int t = 0; t < count; ++t) {
+            row(t) = i == begin ? prefix(b, c, t) : idx(b, i - 1, t);
           }
-          // Key i ties with equal scores in its favour (it is the most recent), so it goes before
-          // the first entry whose score is <= its own.
-          auto const si = scores(b, i);
-          int pos = 0;
-          while (pos < count && scores(b, idx(b, i, pos)) > si) { ++pos; }
-          if (pos < kprime) {
-            int const last = count < kprime ? count : kprime - 1;
-            for (int t = last; t > pos; --t) { idx(b, i, t) = idx(b, i, t - 1); }
-            idx(b, i, pos) = i;
-            if (count < kprime) { ++count; }
-          }
-          for (int t = count; t < kprime; ++t) { idx(b, i, t) = -1; }
+          impl::insert_most_recent(scores, b, row, count, kprime, i);
+          for (int t = count; t < kprime; ++t) { row(t) = -1; }
         }
       });
 }
