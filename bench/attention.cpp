@@ -77,16 +77,15 @@ view3<Space, int> scattered_candidates(Space const& space, int B, int L, int kp,
   return idx;
 }
 
-/// Average visited candidates per query (host, once per benchmark, outside the timed loop;
-/// host-backend benchmark, so the pattern's Views are host-accessible).
-template <class P>
-double mean_keys(P const& pattern, int B, int L) {
-  using Space = Kokkos::DefaultHostExecutionSpace;
+/// Average visited candidates per query (once per benchmark, outside the timed loop; on the
+/// benchmark's own space, so the pattern's Views are accessible where they live).
+template <class Space, class P>
+double mean_keys(Space const& space, P const& pattern, int B, int L) {
   long total = 0;
   int const kmax = pattern.max_keys_per_query();
   Kokkos::parallel_reduce(
-      "bench::count_keys", Kokkos::RangePolicy<Space>(0, B * L),
-      [&](int r, long& acc) {
+      "bench::count_keys", Kokkos::RangePolicy<Space>(space, 0, B * L),
+      KOKKOS_LAMBDA(int r, long& acc) {
         for (int j = 0; j < kmax; ++j) { acc += pattern.key(r / L, r % L, j) >= 0 ? 1 : 0; }
       },
       total);
@@ -110,7 +109,7 @@ void run(benchmark::State& state, P const& pattern, int B, int L, int mode, doub
   Kokkos::fill_random(space, dout, pool, -1.0, 1.0);
   hax::attn::sparse_attention_forward(space, pattern, q, k, v, o, lse);
   space.fence();
-  double const keys = mean_keys(pattern, B, L);
+  double const keys = mean_keys(space, pattern, B, L);
   for (auto _ : state) {
     if (backward) {
       hax::attn::sparse_attention_backward(space, pattern, q, k, v, o, lse, dout, dq, dk, dv, opts);
@@ -181,27 +180,32 @@ void sparse_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"L", "k", "mode"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.05);
 }
 
-/// Dense causal attention (k = L) only up to L = 1024: at B·L = 65 536 it is O(B·L²) work and
-/// the gather backward's transposed lists are B·L²/2 ints (256 MiB at L = 1024); L = 4096 would
-/// take minutes per case on 2 cores.
+/// Dense causal attention (k = L) only up to L = 1024 at the default B·L = 65 536: it is O(B·L²)
+/// work and the gather backward's transposed lists are B·L²/2 ints (256 MiB at L = 1024); L = 4096
+/// would take minutes per case on 2 cores. The paper-scale sweep (B·L ≥ 2^20, meant for a GPU)
+/// adds L = 4096 (8 GiB of transposed lists at B·L = 2^20).
 void dense_args(benchmark::internal::Benchmark* b) {
   for (int mode : {0, 1, 2}) {
-    for (int L : {256, 1024}) { b->Args({L, L, mode}); }
+    for (int L : {256, 1024, 4096}) {
+      if (L == 4096 && kTokens < (1 << 20)) { continue; }
+      b->Args({L, L, mode});
+    }
   }
   b->ArgNames({"L", "k", "mode"})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.05);
 }
 
-using Host = Kokkos::DefaultHostExecutionSpace;
+// The default execution space: OpenMP in the openmp preset, CUDA in the cuda preset.
+using Space = Kokkos::DefaultExecutionSpace;
 // BENCHMARK_CAPTURE pastes the function name into identifiers, so it needs a non-template name.
-void attention_host(benchmark::State& state, Kind kind) { attention<Host>(state, kind); }
-BENCHMARK_CAPTURE(attention_host, sliding_window, Kind::sliding_window)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, dilated, Kind::dilated)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, sink, Kind::sink)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, sign_bin_lsh, Kind::sign_bin_lsh)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, key_selection, Kind::key_selection)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, sign_bin_lsh_key_selection, Kind::lsh_key_selection)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, sliding_window_dilated, Kind::sliding_window_dilated)->Apply(sparse_args);
-BENCHMARK_CAPTURE(attention_host, dense_causal, Kind::full)->Apply(dense_args);
+void sparse_attention(benchmark::State& state, Kind kind) { attention<Space>(state, kind); }
+BENCHMARK_CAPTURE(sparse_attention, sliding_window, Kind::sliding_window)->Apply(sparse_args);
+BENCHMARK_CAPTURE(sparse_attention, dilated, Kind::dilated)->Apply(sparse_args);
+BENCHMARK_CAPTURE(sparse_attention, sink, Kind::sink)->Apply(sparse_args);
+BENCHMARK_CAPTURE(sparse_attention, sign_bin_lsh, Kind::sign_bin_lsh)->Apply(sparse_args);
+BENCHMARK_CAPTURE(sparse_attention, key_selection, Kind::key_selection)->Apply(sparse_args);
+BENCHMARK_CAPTURE(sparse_attention, sign_bin_lsh_key_selection, Kind::lsh_key_selection)->Apply(sparse_args);
+BENCHMARK_CAPTURE(sparse_attention, sliding_window_dilated, Kind::sliding_window_dilated)->Apply(sparse_args);
+BENCHMARK_CAPTURE(sparse_attention, dense_causal, Kind::full)->Apply(dense_args);
 
 }  // namespace
 

@@ -179,6 +179,32 @@ bool is_row_major_contiguous(V const& v) {
                            v.span_is_contiguous());
 }
 
+/// A row-major contiguous copy of `v` in v's own memory space, made on `space`. Kokkos copies
+/// between memory spaces only contiguous spans, so a strided device View (a subview) goes to and
+/// from the host through this staging copy.
+template <class Space, class V>
+auto row_major_copy(Space const& space, V const& v) {
+  using Contiguous = Kokkos::View<typename V::non_const_data_type, Kokkos::LayoutRight,
+                                  typename V::memory_space>;
+  Kokkos::LayoutRight layout;
+  for (std::size_t r = 0; r < V::rank(); ++r) {
+    layout.dimension[r] = v.extent(r);
+  }
+  Contiguous c(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
+                                  std::string("hax::io::staging")),
+               layout);
+  Kokkos::deep_copy(space, c, v);
+  return c;
+}
+
+/// True when `v` lives where the host cannot read it and its span has gaps: then it needs the
+/// staging copy above to cross to the host.
+template <class V>
+bool needs_device_staging(V const& v) {
+  return !Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename V::memory_space>::accessible &&
+         !v.span_is_contiguous();
+}
+
 template <class V>
 std::vector<std::uint64_t> shape_of(V const& v) {
   std::vector<std::uint64_t> shape(V::rank());
@@ -213,6 +239,10 @@ class TensorSet {
                   "double, bfloat16_bits, int32_t, int64_t, uint8_t, int8_t or uint64_t)");
     static_assert(V::rank() <= kMaxRank, "hax::io::TensorSet::add: tensor files hold ranks 0..4");
     check_new_name(name, "hax::io::TensorSet::add");
+    if (impl::needs_device_staging(v)) {  // a strided device View: stage it contiguously first
+      add(space, std::move(name), impl::row_major_copy(space, v));
+      return;
+    }
     space.fence("hax::io::TensorSet::add");  // pending kernels on `space` may still write v
     auto const host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, v);
     HostTensor t;
@@ -288,6 +318,13 @@ class TensorSet {
                   "hax::io::TensorSet::copy_to", "tensor \"", name, "\" is ", dtype_name(t.type),
                   ' ', format_shape(t.shape), " in the file but the View \"", v.label(), "\" is ",
                   dtype_name(dtype_of<T>::value), ' ', format_shape(view_shape));
+    if (impl::needs_device_staging(v)) {  // a strided device View: fill a contiguous copy first
+      auto const staging = impl::row_major_copy(space, v);
+      copy_to(space, name, staging);
+      Kokkos::deep_copy(space, v, staging);
+      space.fence("hax::io::TensorSet::copy_to");  // `staging` is released on return
+      return;
+    }
     auto host = Kokkos::create_mirror_view(Kokkos::HostSpace{}, v);
     space.fence("hax::io::TensorSet::copy_to");  // host may alias v: no kernel may still use it
     if (impl::is_row_major_contiguous(host)) {
