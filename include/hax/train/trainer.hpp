@@ -14,6 +14,7 @@
 #pragma once
 
 #include <hax/core/error.hpp>
+#include <hax/core/scratch.hpp>
 #include <hax/data/joint_recall.hpp>
 #include <hax/io/checkpoint.hpp>
 #include <hax/io/safetensors.hpp>
@@ -59,6 +60,10 @@ struct TrainConfig {
   std::string out_dir;              // checkpoints + metrics.jsonl; empty: none written
   bool resume = false;              // continue from out_dir/last.haxckpt if present
   bool progress = true;             // progress line on stderr
+  /// Per-step temporaries and saved activations come from the trainer's scratch arena (no
+  /// allocation, hence no hidden device synchronisation, once it has warmed up); false allocates
+  /// them per op as before (same results; for comparisons and debugging).
+  bool use_scratch_arena = true;
   /// Called on the host after every update of run() with the completed update count (progress
   /// hooks, tests); nothing is synchronised for it.
   std::function<void(std::int64_t)> on_step;
@@ -160,8 +165,15 @@ class Trainer {
   std::int64_t step() const { return step_; }
   double best_accuracy() const { return best_acc_; }
 
-  /// One update on the next training batch. No host synchronisation.
+  /// The arena of the per-step temporaries (counters for tests and benchmarks).
+  core::ScratchArena<memory_space> const& scratch_arena() const { return arena_; }
+
+  /// One update on the next training batch. No host synchronisation (once the scratch arena has
+  /// warmed up, i.e. after the first step: see core/scratch.hpp).
   void train_step() {
+    // Every temporary of the step comes from the arena, reset here; what outlives the step (the
+    // loss, gate loss and logits read by last_metrics) lives in persistent buffers (ce_, ws_).
+    core::ScratchScope<memory_space> scope(scratch());
     load_batch(data::split::train, data_pos_);
     auto const batch = data::shift_for_training(tokens_, mask_);
     model_type::set_pad_mask(space_, ws_, batch.inputs, spec_.pad);
@@ -220,6 +232,7 @@ class Trainer {
     auto const sums = sums_;
     for (std::int64_t first = 0; first < n; first += config_.batch) {
       std::int64_t const nb = std::min<std::int64_t>(config_.batch, n - first);
+      core::ScratchScope<memory_space> scope(scratch());  // one step of the arena per batch
       // Under `causal` the branch ignores ctx.step at evaluation (one fixed projection).
       ctx.step = kEvalStepBase + static_cast<std::uint64_t>(eval_batches_++);
       // Rows past nb keep the previous batch's (valid) tokens; only the first nb items count.
@@ -437,6 +450,11 @@ class Trainer {
     }
   }
 
+  /// The arena a step uses: none (helpers allocate) when the config turns it off.
+  core::ScratchArena<memory_space>* scratch() {
+    return config_.use_scratch_arena ? &arena_ : nullptr;
+  }
+
   nlohmann::json run_metadata() const {
     nlohmann::json j;
     j["format"] = "hax.train";
@@ -509,6 +527,7 @@ class Trainer {
   Kokkos::View<T*, memory_space> acc_item_;            // (B)
   Kokkos::View<T, memory_space> acc_mean_;             // rank 0
   Kokkos::View<double[2], memory_space> sums_;         // (2): Σ item accuracy, Σ batch CE
+  core::ScratchArena<memory_space> arena_{"hax::train::scratch"};  // per-step temporaries
   std::int64_t step_ = 0;
   std::int64_t data_pos_ = 0;
   double best_acc_ = -1.0;
