@@ -20,6 +20,7 @@
 #include <Kokkos_Core.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/nn/conv1d.hpp>
 #include <hax/nn/init.hpp>
 #include <hax/nn/linear.hpp>
@@ -157,45 +158,44 @@ class Mamba2Mixer {
     int const B = x.extent_int(0), L = x.extent_int(1);
     int const E = config_.d_inner, N = config_.state_size, H = config_.num_heads;
     int const P = config_.head_dim, Dm = config_.d_model;
-    auto alloc = [&](char const* label) {
-      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-    };
     Saved s;
-    s.mask = view<std::int8_t**>(alloc("hax::ssm::mamba2_mask"), B, L);
+    s.mask = uninitialized_view<std::int8_t**>(space, "hax::ssm::mamba2_mask", B, L);
     impl::copy_mask(space, pad_mask, s.mask);
     s.has_mask = pad_mask.is_allocated();
     auto const mflat = impl::flat_mask(s.mask);
     if (s.has_mask) {  // apply_mask_to_padding_states: in_proj sees zeros at pads
-      view<T***> xm(alloc("hax::ssm::mamba2_xm"), B, L, Dm);
+      auto const xm = uninitialized_view<T***>(space, "hax::ssm::mamba2_xm", B, L, Dm);
       impl::masked_copy(space, nn::as_rows(x), mflat, nn::as_rows(xm));
       s.xm = xm;
     } else {
       s.xm = x;
     }
-    view<T***> zxbcdt(alloc("hax::ssm::mamba2_zxbcdt"), B, L, proj_width());
+    auto const zxbcdt =
+        uninitialized_view<T***>(space, "hax::ssm::mamba2_zxbcdt", B, L, proj_width());
     nn::linear_forward(space, nn::as_rows(s.xm), store.template value<2>(p + "in_proj.weight"),
                        view<T*>(), nn::as_rows(zxbcdt));
-    s.z = view<T***>(alloc("hax::ssm::mamba2_z"), B, L, E);
-    s.xbc = view<T***>(alloc("hax::ssm::mamba2_xbc"), B, L, conv_width());
-    s.dt = view<T***>(alloc("hax::ssm::mamba2_dt"), B, L, H);
+    s.z = uninitialized_view<T***>(space, "hax::ssm::mamba2_z", B, L, E);
+    s.xbc = uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc", B, L, conv_width());
+    s.dt = uninitialized_view<T***>(space, "hax::ssm::mamba2_dt", B, L, H);
     impl::split_columns(space, nn::as_rows(zxbcdt), 0, nn::as_rows(s.z));
     impl::split_columns(space, nn::as_rows(zxbcdt), E, nn::as_rows(s.xbc));
     impl::split_columns(space, nn::as_rows(zxbcdt), E + conv_width(), nn::as_rows(s.dt));
 
-    view<T***> xbc_act(alloc("hax::ssm::mamba2_xbc_act"), B, L, conv_width());
+    auto const xbc_act =
+        uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc_act", B, L, conv_width());
     nn::conv1d_silu_forward(space, s.xbc, conv_weight(store, p),
                             store.template value<1>(p + "conv1d.bias"), s.mask, xbc_act);
     impl::mask_rows(space, nn::as_rows(xbc_act), mflat);
-    s.xs = view<T***>(alloc("hax::ssm::mamba2_x"), B, L, E);
-    s.Bm = view<T***>(alloc("hax::ssm::mamba2_B"), B, L, N);
-    s.Cm = view<T***>(alloc("hax::ssm::mamba2_C"), B, L, N);
+    s.xs = uninitialized_view<T***>(space, "hax::ssm::mamba2_x", B, L, E);
+    s.Bm = uninitialized_view<T***>(space, "hax::ssm::mamba2_B", B, L, N);
+    s.Cm = uninitialized_view<T***>(space, "hax::ssm::mamba2_C", B, L, N);
     impl::split_columns(space, nn::as_rows(xbc_act), 0, nn::as_rows(s.xs));
     impl::split_columns(space, nn::as_rows(xbc_act), E, nn::as_rows(s.Bm));
     impl::split_columns(space, nn::as_rows(xbc_act), E + N, nn::as_rows(s.Cm));
 
-    s.A = view<T*>(alloc("hax::ssm::mamba2_A"), H);
+    s.A = uninitialized_view<T*>(space, "hax::ssm::mamba2_A", H);
     impl::negative_exp(space, store.template value<1>(p + "A_log"), s.A);
-    s.scan = view<T***>(alloc("hax::ssm::mamba2_scan"), B, L, E);
+    s.scan = uninitialized_view<T***>(space, "hax::ssm::mamba2_scan", B, L, E);
     s.ssd_saved = ssd_forward(space, ssd_inputs(store, p, s), heads(s.scan, P),
                               ChunkBoundaries{config_.chunk_size});
     if (hybrid_.enabled()) {  // scan += attn ⊙ E, attn from the SSD's own input x
@@ -203,8 +203,8 @@ class Mamba2Mixer {
                                  s.scan, gate_loss, ctx);
     }
 
-    s.rstd = view<T**>(alloc("hax::ssm::mamba2_rstd"), B, L);
-    s.normed = view<T***>(alloc("hax::ssm::mamba2_normed"), B, L, E);
+    s.rstd = uninitialized_view<T**>(space, "hax::ssm::mamba2_rstd", B, L);
+    s.normed = uninitialized_view<T***>(space, "hax::ssm::mamba2_normed", B, L, E);
     nn::gated_rms_norm_forward(space, s.scan, s.z, store.template value<1>(p + "norm.weight"),
                                s.normed, s.rstd, config_.norm_eps);
     nn::linear_forward(space, nn::as_rows(s.normed),
@@ -230,30 +230,27 @@ class Mamba2Mixer {
     int const B = s.xm.extent_int(0), L = s.xm.extent_int(1);
     int const E = config_.d_inner, N = config_.state_size, H = config_.num_heads;
     int const P = config_.head_dim;
-    auto alloc = [&](char const* label) {
-      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-    };
     auto const mflat = impl::flat_mask(s.mask);
     Kokkos::View<std::int8_t*, memory_space> no_mask;
 
-    view<T***> dnormed(alloc("hax::ssm::mamba2_dnormed"), B, L, E);
+    auto const dnormed = uninitialized_view<T***>(space, "hax::ssm::mamba2_dnormed", B, L, E);
     nn::linear_backward(space, nn::as_rows(dy), nn::as_rows(s.normed),
                         store.template value<2>(p + "out_proj.weight"), nn::as_rows(dnormed),
                         store.template grad<2>(p + "out_proj.weight"), view<T*>());
-    view<T***> dscan(alloc("hax::ssm::mamba2_dscan"), B, L, E);
-    view<T***> dz(alloc("hax::ssm::mamba2_dz"), B, L, E);
+    auto const dscan = uninitialized_view<T***>(space, "hax::ssm::mamba2_dscan", B, L, E);
+    auto const dz = uninitialized_view<T***>(space, "hax::ssm::mamba2_dz", B, L, E);
     nn::gated_rms_norm_backward(space, dnormed, s.scan, s.z,
                                 store.template value<1>(p + "norm.weight"), s.rstd, dscan, dz,
                                 store.template grad<1>(p + "norm.weight"));
 
     SsdGrads<T, memory_space> g;
-    view<T***> dxs(alloc("hax::ssm::mamba2_dx"), B, L, E);
+    auto const dxs = uninitialized_view<T***>(space, "hax::ssm::mamba2_dx", B, L, E);
     g.dx = heads(dxs, P);
-    g.ddt = view<T***>(alloc("hax::ssm::mamba2_ddt"), B, L, H);
+    g.ddt = uninitialized_view<T***>(space, "hax::ssm::mamba2_ddt", B, L, H);
     g.ddt_bias = store.template grad<1>(p + "dt_bias");
-    g.dA = view<T*>(Kokkos::view_alloc(space, std::string("hax::ssm::mamba2_dA")), H);
-    g.dB = view<T***>(alloc("hax::ssm::mamba2_dB"), B, L, N);
-    g.dC = view<T***>(alloc("hax::ssm::mamba2_dC"), B, L, N);
+    g.dA = zeroed_view<T*>(space, "hax::ssm::mamba2_dA", H);
+    g.dB = uninitialized_view<T***>(space, "hax::ssm::mamba2_dB", B, L, N);
+    g.dC = uninitialized_view<T***>(space, "hax::ssm::mamba2_dC", B, L, N);
     g.dD = store.template grad<1>(p + "D");
     ssd_backward(space, ssd_inputs(store, p, s), s.ssd_saved,
                  impl::const_view<T const****, memory_space>(heads(dscan, P)), g);
@@ -263,17 +260,19 @@ class Mamba2Mixer {
     }
 
     // [dx, dB, dC] ⊙ m (the post-conv mask), then conv + SiLU backward
-    view<T***> dxbc_act(alloc("hax::ssm::mamba2_dxbc_act"), B, L, conv_width());
+    auto const dxbc_act =
+        uninitialized_view<T***>(space, "hax::ssm::mamba2_dxbc_act", B, L, conv_width());
     impl::place_columns(space, nn::as_rows(dxs), 0, nn::as_rows(dxbc_act), mflat);
     impl::place_columns(space, nn::as_rows(g.dB), E, nn::as_rows(dxbc_act), mflat);
     impl::place_columns(space, nn::as_rows(g.dC), E + N, nn::as_rows(dxbc_act), mflat);
-    view<T***> dxbc(alloc("hax::ssm::mamba2_dxbc"), B, L, conv_width());
+    auto const dxbc = uninitialized_view<T***>(space, "hax::ssm::mamba2_dxbc", B, L, conv_width());
     auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
     nn::conv1d_silu_backward(space, dxbc_act, s.xbc, conv_weight(store, p),
                              store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
                              impl::as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
 
-    view<T***> dzxbcdt(alloc("hax::ssm::mamba2_dzxbcdt"), B, L, proj_width());
+    auto const dzxbcdt =
+        uninitialized_view<T***>(space, "hax::ssm::mamba2_dzxbcdt", B, L, proj_width());
     impl::place_columns(space, nn::as_rows(dz), 0, nn::as_rows(dzxbcdt), no_mask);
     impl::place_columns(space, nn::as_rows(dxbc), E, nn::as_rows(dzxbcdt), no_mask);
     impl::place_columns(space, nn::as_rows(g.ddt), E + conv_width(), nn::as_rows(dzxbcdt),
@@ -322,30 +321,29 @@ class Mamba2Mixer {
                   op, "x ", impl::shape_of(x), " and y ", impl::shape_of(y),
                   " must be (B, d_model = ", config_.d_model, ") with B of the state ",
                   impl::shape_of(state.ssm));
-    auto alloc = [&](char const* label) {
-      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-    };
-    view<T**> zxbcdt(alloc("hax::ssm::mamba2_step_zxbcdt"), B, proj_width());
+    auto const zxbcdt =
+        uninitialized_view<T**>(space, "hax::ssm::mamba2_step_zxbcdt", B, proj_width());
     nn::linear_forward(space, x, store.template value<2>(p + "in_proj.weight"), view<T*>(),
                        zxbcdt);
-    view<T**> z(alloc("hax::ssm::mamba2_step_z"), B, E);
-    view<T**> xbc(alloc("hax::ssm::mamba2_step_xbc"), B, conv_width());
-    view<T**> dt(alloc("hax::ssm::mamba2_step_dt"), B, H);
+    auto const z = uninitialized_view<T**>(space, "hax::ssm::mamba2_step_z", B, E);
+    auto const xbc = uninitialized_view<T**>(space, "hax::ssm::mamba2_step_xbc", B, conv_width());
+    auto const dt = uninitialized_view<T**>(space, "hax::ssm::mamba2_step_dt", B, H);
     impl::split_columns(space, zxbcdt, 0, z);
     impl::split_columns(space, zxbcdt, E, xbc);
     impl::split_columns(space, zxbcdt, E + conv_width(), dt);
-    view<T**> xbc_act(alloc("hax::ssm::mamba2_step_xbc_act"), B, conv_width());
+    auto const xbc_act =
+        uninitialized_view<T**>(space, "hax::ssm::mamba2_step_xbc_act", B, conv_width());
     impl::conv_silu_step(space, xbc, conv_weight(store, p),
                          store.template value<1>(p + "conv1d.bias"), state.conv, xbc_act);
-    view<T**> xs(alloc("hax::ssm::mamba2_step_x"), B, E);
-    view<T**> Bm(alloc("hax::ssm::mamba2_step_B"), B, N),
-        Cm(alloc("hax::ssm::mamba2_step_C"), B, N);
+    auto const xs = uninitialized_view<T**>(space, "hax::ssm::mamba2_step_x", B, E);
+    auto const Bm = uninitialized_view<T**>(space, "hax::ssm::mamba2_step_B", B, N);
+    auto const Cm = uninitialized_view<T**>(space, "hax::ssm::mamba2_step_C", B, N);
     impl::split_columns(space, xbc_act, 0, xs);
     impl::split_columns(space, xbc_act, E, Bm);
     impl::split_columns(space, xbc_act, E + N, Cm);
-    view<T*> A(alloc("hax::ssm::mamba2_step_A"), H);
+    auto const A = uninitialized_view<T*>(space, "hax::ssm::mamba2_step_A", H);
     impl::negative_exp(space, store.template value<1>(p + "A_log"), A);
-    view<T***> scan(alloc("hax::ssm::mamba2_step_scan"), B, 1, E);
+    auto const scan = uninitialized_view<T***>(space, "hax::ssm::mamba2_step_scan", B, 1, E);
     ssd_step(space, state.ssm, impl::const_view<T const***, memory_space>(xs.data(), B, H, P),
              impl::const_view<T const**, memory_space>(dt),
              impl::const_view<T const*, memory_space>(store.template value<1>(p + "dt_bias")),
@@ -355,8 +353,8 @@ class Mamba2Mixer {
              impl::const_view<T const*, memory_space>(store.template value<1>(p + "D")),
              view<T***>(scan.data(), B, H, P));
     // the gated norm and out_proj through the (B, L, ·) ops with L = 1
-    view<T**> rstd(alloc("hax::ssm::mamba2_step_rstd"), B, 1);
-    view<T***> normed(alloc("hax::ssm::mamba2_step_normed"), B, 1, E);
+    auto const rstd = uninitialized_view<T**>(space, "hax::ssm::mamba2_step_rstd", B, 1);
+    auto const normed = uninitialized_view<T***>(space, "hax::ssm::mamba2_step_normed", B, 1, E);
     nn::gated_rms_norm_forward(space, scan, view<T***>(z.data(), B, 1, E),
                                store.template value<1>(p + "norm.weight"), normed, rstd,
                                config_.norm_eps);

@@ -20,6 +20,7 @@
 #include <Kokkos_Core.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/nn/conv1d.hpp>
 #include <hax/nn/elementwise.hpp>
@@ -143,54 +144,53 @@ class MambaMixer {
     int const B = x.extent_int(0), L = x.extent_int(1);
     int const E = config_.d_inner, N = config_.state_size, R = config_.dt_rank;
     check_io(op, x, pad_mask, y, "y");
-    auto alloc = [&](char const* label) {
-      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-    };
     Saved s;
     s.x = x;
-    s.mask = view<std::int8_t**>(alloc("hax::ssm::mamba_mask"), B, L);
+    s.mask = uninitialized_view<std::int8_t**>(space, "hax::ssm::mamba_mask", B, L);
     impl::copy_mask(space, pad_mask, s.mask);
     s.has_mask = pad_mask.is_allocated();
     auto const mflat = impl::flat_mask(s.mask);
 
-    view<T***> xz(alloc("hax::ssm::mamba_xz"), B, L, 2 * E);  // (B, L, 2E)
+    auto const xz =
+        uninitialized_view<T***>(space, "hax::ssm::mamba_xz", B, L, 2 * E);  // (B, L, 2E)
     nn::linear_forward(space, nn::as_rows(x), store.template value<2>(p + "in_proj.weight"),
                        view<T*>(), nn::as_rows(xz));
-    s.xin = view<T***>(alloc("hax::ssm::mamba_xin"), B, L, E);
-    s.z = view<T***>(alloc("hax::ssm::mamba_z"), B, L, E);
+    s.xin = uninitialized_view<T***>(space, "hax::ssm::mamba_xin", B, L, E);
+    s.z = uninitialized_view<T***>(space, "hax::ssm::mamba_z", B, L, E);
     impl::split_columns(space, nn::as_rows(xz), 0, nn::as_rows(s.xin));
     impl::split_columns(space, nn::as_rows(xz), E, nn::as_rows(s.z));
 
-    s.xc = view<T***>(alloc("hax::ssm::mamba_xc"), B, L, E);
+    s.xc = uninitialized_view<T***>(space, "hax::ssm::mamba_xc", B, L, E);
     nn::conv1d_silu_forward(space, s.xin, conv_weight(store, p),
                             store.template value<1>(p + "conv1d.bias"), s.mask, s.xc);
     impl::mask_rows(space, nn::as_rows(s.xc), mflat);
 
-    view<T***> xdbl(alloc("hax::ssm::mamba_xdbl"), B, L, R + 2 * N);  // (B, L, R + 2N)
+    auto const xdbl =
+        uninitialized_view<T***>(space, "hax::ssm::mamba_xdbl", B, L, R + 2 * N);  // (B, L, R + 2N)
     nn::linear_forward(space, nn::as_rows(s.xc), store.template value<2>(p + "x_proj.weight"),
                        view<T*>(), nn::as_rows(xdbl));
-    s.dt_low = view<T***>(alloc("hax::ssm::mamba_dt_low"), B, L, R);
-    s.Bm = view<T***>(alloc("hax::ssm::mamba_B"), B, L, N);
-    s.Cm = view<T***>(alloc("hax::ssm::mamba_C"), B, L, N);
+    s.dt_low = uninitialized_view<T***>(space, "hax::ssm::mamba_dt_low", B, L, R);
+    s.Bm = uninitialized_view<T***>(space, "hax::ssm::mamba_B", B, L, N);
+    s.Cm = uninitialized_view<T***>(space, "hax::ssm::mamba_C", B, L, N);
     impl::split_columns(space, nn::as_rows(xdbl), 0, nn::as_rows(s.dt_low));
     impl::split_columns(space, nn::as_rows(xdbl), R, nn::as_rows(s.Bm));
     impl::split_columns(space, nn::as_rows(xdbl), R + N, nn::as_rows(s.Cm));
 
-    s.delta = view<T***>(alloc("hax::ssm::mamba_delta"), B, L, E);
+    s.delta = uninitialized_view<T***>(space, "hax::ssm::mamba_delta", B, L, E);
     nn::linear_forward(space, nn::as_rows(s.dt_low),
                        store.template value<2>(p + "dt_proj.weight"), view<T*>(),
                        nn::as_rows(s.delta));
-    s.A = view<T**>(alloc("hax::ssm::mamba_A"), E, N);
+    s.A = uninitialized_view<T**>(space, "hax::ssm::mamba_A", E, N);
     impl::negative_exp(space, store.template value<2>(p + "A_log"), s.A);
 
-    s.scan = view<T***>(alloc("hax::ssm::mamba_scan"), B, L, E);
+    s.scan = uninitialized_view<T***>(space, "hax::ssm::mamba_scan", B, L, E);
     s.scan_saved = selective_scan_forward(space, scan_inputs(store, p, s), s.scan,
                                           ChunkBoundaries{config_.chunk});
     if (hybrid_.enabled()) {  // scan += attn ⊙ E, attn from the scan's own input x
       s.hybrid = hybrid_.forward(space, store, p, s.xc, s.has_mask ? s.mask : view<std::int8_t**>(),
                                  s.scan, gate_loss, ctx);
     }
-    s.gated = view<T***>(alloc("hax::ssm::mamba_gated"), B, L, E);
+    s.gated = uninitialized_view<T***>(space, "hax::ssm::mamba_gated", B, L, E);
     nn::silu_gate_forward(space, s.scan, s.z, s.gated);
     nn::linear_forward(space, nn::as_rows(s.gated), store.template value<2>(p + "out_proj.weight"),
                        view<T*>(), nn::as_rows(y));
@@ -213,39 +213,36 @@ class MambaMixer {
     check_io(op, s.x, s.mask, dx, "dx");
     int const B = s.x.extent_int(0), L = s.x.extent_int(1);
     int const E = config_.d_inner, N = config_.state_size, R = config_.dt_rank;
-    auto alloc = [&](char const* label) {
-      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-    };
     auto const mflat = impl::flat_mask(s.mask);
     Kokkos::View<std::int8_t*, memory_space> no_mask;
 
     // out_proj: dgated = dy · W_out, dW_out += dyᵀ gated
-    view<T***> dgated(alloc("hax::ssm::mamba_dgated"), B, L, E);
+    auto const dgated = uninitialized_view<T***>(space, "hax::ssm::mamba_dgated", B, L, E);
     nn::linear_backward(space, nn::as_rows(dy), nn::as_rows(s.gated),
                         store.template value<2>(p + "out_proj.weight"), nn::as_rows(dgated),
                         store.template grad<2>(p + "out_proj.weight"), view<T*>());
     // gate: dscan = dgated ⊙ SiLU(z), dz = dgated ⊙ scan ⊙ SiLU'(z); dz goes straight into dxz
   // (with the branch "scan" is scan + attn ⊙ E, and dscan is the gradient of both terms)
-    view<T***> dscan(alloc("hax::ssm::mamba_dscan"), B, L, E);
-    view<T***> dz(alloc("hax::ssm::mamba_dz"), B, L, E);
+    auto const dscan = uninitialized_view<T***>(space, "hax::ssm::mamba_dscan", B, L, E);
+    auto const dz = uninitialized_view<T***>(space, "hax::ssm::mamba_dz", B, L, E);
     nn::silu_gate_backward(space, dgated, s.scan, s.z, dscan, dz);
 
     // selective scan; dA goes through a zeroed temporary because A_log's gradient needs ⊙ A
     SelectiveScanGrads<T, memory_space> g;
-    g.du = view<T***>(alloc("hax::ssm::mamba_du"), B, L, E);
-    g.ddelta = view<T***>(alloc("hax::ssm::mamba_ddelta"), B, L, E);
+    g.du = uninitialized_view<T***>(space, "hax::ssm::mamba_du", B, L, E);
+    g.ddelta = uninitialized_view<T***>(space, "hax::ssm::mamba_ddelta", B, L, E);
     g.ddelta_bias = store.template grad<1>(p + "dt_proj.bias");
-    g.dA = view<T**>(Kokkos::view_alloc(space, std::string("hax::ssm::mamba_dA")), E, N);
-    g.dB = view<T***>(alloc("hax::ssm::mamba_dB"), B, L, N);
-    g.dC = view<T***>(alloc("hax::ssm::mamba_dC"), B, L, N);
+    g.dA = zeroed_view<T**>(space, "hax::ssm::mamba_dA", E, N);
+    g.dB = uninitialized_view<T***>(space, "hax::ssm::mamba_dB", B, L, N);
+    g.dC = uninitialized_view<T***>(space, "hax::ssm::mamba_dC", B, L, N);
     g.dD = store.template grad<1>(p + "D");
     selective_scan_backward(space, scan_inputs(store, p, s), s.scan_saved,
                             impl::const_view<T const***, memory_space>(dscan), g);
     impl::negative_exp_backward(space, g.dA, s.A, store.template grad<2>(p + "A_log"));
 
     // dt_proj (no bias here: its bias gradient came out of the scan as ddelta_bias)
-    view<T***> dxdbl(alloc("hax::ssm::mamba_dxdbl"), B, L, R + 2 * N);
-    view<T***> ddt_low(alloc("hax::ssm::mamba_ddt_low"), B, L, R);
+    auto const dxdbl = uninitialized_view<T***>(space, "hax::ssm::mamba_dxdbl", B, L, R + 2 * N);
+    auto const ddt_low = uninitialized_view<T***>(space, "hax::ssm::mamba_ddt_low", B, L, R);
     nn::linear_backward(space, nn::as_rows(g.ddelta), nn::as_rows(s.dt_low),
                         store.template value<2>(p + "dt_proj.weight"), nn::as_rows(ddt_low),
                         store.template grad<2>(p + "dt_proj.weight"), view<T*>());
@@ -254,7 +251,7 @@ class MambaMixer {
     impl::place_columns(space, nn::as_rows(g.dC), R + N, nn::as_rows(dxdbl), no_mask);
 
     // x_proj, then dxc = (du + x_proj's dx) ⊙ m  (the post-conv mask)
-    view<T***> dxc(alloc("hax::ssm::mamba_dxc"), B, L, E);
+    auto const dxc = uninitialized_view<T***>(space, "hax::ssm::mamba_dxc", B, L, E);
     nn::linear_backward(space, nn::as_rows(dxdbl), nn::as_rows(s.xc),
                         store.template value<2>(p + "x_proj.weight"), nn::as_rows(dxc),
                         store.template grad<2>(p + "x_proj.weight"), view<T*>());
@@ -265,8 +262,8 @@ class MambaMixer {
     impl::mask_rows(space, nn::as_rows(dxc), mflat);
 
     // conv + SiLU (its pre-conv mask zeroes dxin at pads), then in_proj on [dxin, dz]
-    view<T***> dxz(alloc("hax::ssm::mamba_dxz"), B, L, 2 * E);
-    view<T***> dxin(alloc("hax::ssm::mamba_dxin"), B, L, E);
+    auto const dxz = uninitialized_view<T***>(space, "hax::ssm::mamba_dxz", B, L, 2 * E);
+    auto const dxin = uninitialized_view<T***>(space, "hax::ssm::mamba_dxin", B, L, E);
     auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
     nn::conv1d_silu_backward(space, dxc, s.xin, conv_weight(store, p),
                              store.template value<1>(p + "conv1d.bias"), s.mask, dxin,
@@ -313,31 +310,29 @@ class MambaMixer {
                   op, "x ", impl::shape_of(x), " and y ", impl::shape_of(y),
                   " must be (B, d_model = ", config_.d_model, ") with B of the state ",
                   impl::shape_of(state.ssm));
-    auto alloc = [&](char const* label) {
-      return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-    };
-    view<T**> xz(alloc("hax::ssm::mamba_step_xz"), B, 2 * E);
+    auto const xz = uninitialized_view<T**>(space, "hax::ssm::mamba_step_xz", B, 2 * E);
     nn::linear_forward(space, x, store.template value<2>(p + "in_proj.weight"), view<T*>(), xz);
-    view<T**> xin(alloc("hax::ssm::mamba_step_xin"), B, E),
-        z(alloc("hax::ssm::mamba_step_z"), B, E);
+    auto const xin = uninitialized_view<T**>(space, "hax::ssm::mamba_step_xin", B, E);
+    auto const z = uninitialized_view<T**>(space, "hax::ssm::mamba_step_z", B, E);
     impl::split_columns(space, xz, 0, xin);
     impl::split_columns(space, xz, E, z);
-    view<T**> xc(alloc("hax::ssm::mamba_step_xc"), B, E);
+    auto const xc = uninitialized_view<T**>(space, "hax::ssm::mamba_step_xc", B, E);
     impl::conv_silu_step(space, xin, conv_weight(store, p),
                          store.template value<1>(p + "conv1d.bias"), state.conv, xc);
-    view<T**> xdbl(alloc("hax::ssm::mamba_step_xdbl"), B, R + 2 * N);
+    auto const xdbl = uninitialized_view<T**>(space, "hax::ssm::mamba_step_xdbl", B, R + 2 * N);
     nn::linear_forward(space, xc, store.template value<2>(p + "x_proj.weight"), view<T*>(), xdbl);
-    view<T**> dt_low(alloc("hax::ssm::mamba_step_dt_low"), B, R);
-    view<T**> Bm(alloc("hax::ssm::mamba_step_B"), B, N), Cm(alloc("hax::ssm::mamba_step_C"), B, N);
+    auto const dt_low = uninitialized_view<T**>(space, "hax::ssm::mamba_step_dt_low", B, R);
+    auto const Bm = uninitialized_view<T**>(space, "hax::ssm::mamba_step_B", B, N);
+    auto const Cm = uninitialized_view<T**>(space, "hax::ssm::mamba_step_C", B, N);
     impl::split_columns(space, xdbl, 0, dt_low);
     impl::split_columns(space, xdbl, R, Bm);
     impl::split_columns(space, xdbl, R + N, Cm);
-    view<T**> delta(alloc("hax::ssm::mamba_step_delta"), B, E);
+    auto const delta = uninitialized_view<T**>(space, "hax::ssm::mamba_step_delta", B, E);
     nn::linear_forward(space, dt_low, store.template value<2>(p + "dt_proj.weight"), view<T*>(),
                        delta);
-    view<T**> A(alloc("hax::ssm::mamba_step_A"), E, N);
+    auto const A = uninitialized_view<T**>(space, "hax::ssm::mamba_step_A", E, N);
     impl::negative_exp(space, store.template value<2>(p + "A_log"), A);
-    view<T**> scan(alloc("hax::ssm::mamba_step_scan"), B, E);
+    auto const scan = uninitialized_view<T**>(space, "hax::ssm::mamba_step_scan", B, E);
     selective_scan_step(space, state.ssm, impl::const_view<T const**, memory_space>(xc),
                         impl::const_view<T const**, memory_space>(delta),
                         impl::const_view<T const*, memory_space>(
@@ -348,7 +343,7 @@ class MambaMixer {
                         impl::const_view<T const*, memory_space>(store.template value<1>(p + "D")),
                         scan);
     // scan ⊙ SiLU(z) through the (B, L, E) op with L = 1
-    view<T***> gated(alloc("hax::ssm::mamba_step_gated"), B, 1, E);
+    auto const gated = uninitialized_view<T***>(space, "hax::ssm::mamba_step_gated", B, 1, E);
     nn::silu_gate_forward(space, view<T***>(scan.data(), B, 1, E), view<T***>(z.data(), B, 1, E),
                           gated);
     nn::linear_forward(space, nn::as_rows(gated), store.template value<2>(p + "out_proj.weight"),

@@ -22,6 +22,7 @@
 #include <hax/attention/sliding_window_mha.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/nn/init.hpp>
 #include <hax/nn/elementwise.hpp>
 #include <hax/nn/parameters.hpp>
@@ -205,12 +206,8 @@ class SwiGluMlp {
     auto const B = x.extent(0), L = x.extent(1), I = static_cast<std::size_t>(cfg_.intermediate);
     Saved s;
     s.x = x;
-    s.gate = decltype(s.gate)(
-        Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string("hax::ssm::swiglu::gate")),
-        B, L, I);
-    s.up = decltype(s.up)(
-        Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string("hax::ssm::swiglu::up")),
-        B, L, I);
+    s.gate = uninitialized_view<decltype(s.gate)>(space, "hax::ssm::swiglu::gate", B, L, I);
+    s.up = uninitialized_view<decltype(s.up)>(space, "hax::ssm::swiglu::up", B, L, I);
     nn::swiglu_mlp_forward(space, x, store.template value<2>(impl::join_name(prefix, "gate_proj.weight")),
                            store.template value<2>(impl::join_name(prefix, "up_proj.weight")),
                            store.template value<2>(impl::join_name(prefix, "down_proj.weight")),
@@ -282,13 +279,9 @@ class SambaBlock {
     impl::require_width("hax::ssm::SambaBlock::forward", h_in, mlp_.config().d_model);
     auto const B = h_in.extent(0), L = h_in.extent(1), D = h_in.extent(2);
     auto act = [&](char const* label) {
-      return act_view(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), B,
-                      L, D);
+      return uninitialized_view<act_view>(space, label, B, L, D);
     };
-    auto row = [&](char const* label) {
-      return row_view(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), B,
-                      L);
-    };
+    auto row = [&](char const* label) { return uninitialized_view<row_view>(space, label, B, L); };
     Saved s;
     s.h_in = h_in;
     s.normed_mixer = act("hax::ssm::samba_block::normed_mixer");
@@ -316,9 +309,9 @@ class SambaBlock {
                 Saved const& saved, DOut const& dh_out, DIn const& dh_in, Ctx const& ctx) const {
     auto const mixer_norm = impl::join_name(prefix, "mixer_norm.weight");
     auto const mlp_norm = impl::join_name(prefix, "mlp_norm.weight");
-    act_view scratch(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                                        std::string("hax::ssm::samba_block::scratch")),
-                     dh_out.extent(0), dh_out.extent(1), dh_out.extent(2));
+    auto const scratch =
+        uninitialized_view<act_view>(space, "hax::ssm::samba_block::scratch", dh_out.extent(0),
+                                     dh_out.extent(1), dh_out.extent(2));
     // MLP half: dm = dh_out + RMSNorm_mlpᵀ(mlpᵀ(dh_out)); dm is built in dh_in.
     mlp_.backward(space, store, impl::join_name(prefix, "mlp."), saved.mlp, dh_out, scratch, ctx);
     nn::rms_norm_backward(space, scratch, saved.mid, store.template value<1>(mlp_norm),

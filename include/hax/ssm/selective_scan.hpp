@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/impl/scan_kernels.hpp>
 #include <hax/ssm/policy.hpp>
@@ -107,8 +108,9 @@ void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> 
     scan_forward_segments(space, in, y, saved.chunk_states, view3(), chunk, ScanSegments::whole);
     return;
   }
-  view3 sum_dt(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_sum_dt"), B,
-               D, ceil_div(L, chunk));  // (B, D, n_chunks) Σ dt per chunk
+  // (B, D, n_chunks) Σ dt per chunk
+  auto const sum_dt =
+      uninitialized_view<view3>(space, "hax::ssm::scan_sum_dt", B, D, ceil_div(L, chunk));
   scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, ScanSegments::chunk_local);
   scan_chunk_pass(space, in, saved.chunk_states, sum_dt);
   scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, ScanSegments::chunk_final);
@@ -167,9 +169,8 @@ selective_scan_forward(Space const& space, SelectiveScanInputs<T, Mem> const& in
   int const N = in.A.extent_int(1);
   int const n_chunks = impl::ceil_div(L, checkpoint.chunk);
   SelectiveScanSaved<T, Mem> saved{
-      Kokkos::View<T****, Kokkos::LayoutRight, Mem>(
-          Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::chunk_states"), B, D,
-          n_chunks, N),
+      uninitialized_view<Kokkos::View<T****, Kokkos::LayoutRight, Mem>>(
+          space, "hax::ssm::chunk_states", B, D, n_chunks, N),
       checkpoint.chunk};
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
@@ -237,15 +238,14 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
   int const K = Kokkos::min(chunk, L);
   // Chunk workspaces with d inside k, so the reductions over d in the dB/dC kernel read
   // contiguous (D, N) slabs.
-  view4 hs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_h"), B, K,
-           D, N);  // (B, K, D, N) recomputed states of one chunk
-  view4 gs(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_g"), B, K,
-           D, N);  // (B, K, D, N) adjoints of one chunk
-  view3 dtu(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::ssm::scan_chunk_dtu"), B,
-            K, D);  // (B, K, D) dt_t u_t of one chunk, for dB
-  view3 carry(Kokkos::view_alloc(space, "hax::ssm::scan_carry"), B, D, N);      // (B, D, N)
-  view3 part_dA(Kokkos::view_alloc(space, "hax::ssm::scan_part_dA"), B, D, N);  // (B, D, N)
-  view3 part_bd(Kokkos::view_alloc(space, "hax::ssm::scan_part_bd"), B, D, 2);  // (B, D, 2)
+  // (B, K, D, N) recomputed states and adjoints of one chunk; (B, K, D) dt_t u_t of one chunk,
+  // for dB
+  auto const hs = uninitialized_view<view4>(space, "hax::ssm::scan_chunk_h", B, K, D, N);
+  auto const gs = uninitialized_view<view4>(space, "hax::ssm::scan_chunk_g", B, K, D, N);
+  auto const dtu = uninitialized_view<view3>(space, "hax::ssm::scan_chunk_dtu", B, K, D);
+  auto const carry = zeroed_view<view3>(space, "hax::ssm::scan_carry", B, D, N);      // (B, D, N)
+  auto const part_dA = zeroed_view<view3>(space, "hax::ssm::scan_part_dA", B, D, N);  // (B, D, N)
+  auto const part_bd = zeroed_view<view3>(space, "hax::ssm::scan_part_bd", B, D, 2);  // (B, D, 2)
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
   for (int c = n_chunks - 1; c >= 0; --c) {

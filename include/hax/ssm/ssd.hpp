@@ -24,6 +24,7 @@
 #include <Kokkos_Core.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/impl/ssd_kernels.hpp>
 #include <hax/ssm/policy.hpp>
@@ -111,19 +112,19 @@ requires view_accessible_from<Kokkos::View<T*, Mem>, Space> SsdSaved<T, Mem> ssd
   int const n_chunks = impl::ceil_div(L, chunk);
   using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
   using view5 = Kokkos::View<T*****, Kokkos::LayoutRight, Mem>;
-  auto alloc = [&](char const* label) {
-    return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-  };
-  SsdSaved<T, Mem> saved{view5(alloc("hax::ssm::ssd_chunk_states"), B, H, n_chunks, P, N), chunk};
+  SsdSaved<T, Mem> saved{
+      uninitialized_view<view5>(space, "hax::ssm::ssd_chunk_states", B, H, n_chunks, P, N), chunk};
   if (B == 0 || L == 0 || H == 0) {
     return saved;
   }
   auto const tl = impl::ssd_make_tiles("hax::ssm::ssd_forward", L, chunk, [&](int q) {
     return impl::ssd_forward_tiles_bytes<Space, T>(q, P, N);
   });
-  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);               // (B, L, H) within-tile cumsum
-  view3 decay(alloc("hax::ssm::ssd_decay"), B, H, tl.n_tiles);  // (B, H, n_tiles) e^{a_last}
-  view5 tstates(alloc("hax::ssm::ssd_tile_states"), B, H, tl.n_tiles, P, N);  // (B,H,nt,P,N)
+  // acs (B, L, H) within-tile cumsum; decay (B, H, n_tiles) e^{a_last}; tstates (B,H,nt,P,N)
+  auto const acs = uninitialized_view<view3>(space, "hax::ssm::ssd_acs", B, L, H);
+  auto const decay = uninitialized_view<view3>(space, "hax::ssm::ssd_decay", B, H, tl.n_tiles);
+  auto const tstates =
+      uninitialized_view<view5>(space, "hax::ssm::ssd_tile_states", B, H, tl.n_tiles, P, N);
   // Intra-tile output and each tile's own end state, the recurrence over tiles (which also
   // writes the chunk checkpoints), then the inter-tile output.
   impl::ssd_forward_tiles(space, in, tl, y, acs, decay, tstates);
@@ -190,18 +191,17 @@ void ssd_backward(Space const& space, SsdInputs<T, Mem> const& in, SsdSaved<T, M
   using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
   using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
   using view5 = Kokkos::View<T*****, Kokkos::LayoutRight, Mem>;
-  auto alloc = [&](char const* label) {
-    return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-  };
   auto const tl = impl::ssd_make_tiles(
       op, L, chunk, [&](int q) { return impl::ssd_backward_main_bytes<Space, T>(q, P, N); });
   int const nt = tl.n_tiles;
-  view3 dtv(alloc("hax::ssm::ssd_dt"), B, L, H);        // (B, L, H) softplus(dt + dt_bias)
-  view3 acs(alloc("hax::ssm::ssd_acs"), B, L, H);       // (B, L, H) within-tile cumsum
-  view3 decay(alloc("hax::ssm::ssd_decay"), B, H, nt);  // (B, H, nt) e^{a_last}
-  view5 starts(alloc("hax::ssm::ssd_tile_states"), B, H, nt, P, N);  // (B, H, nt, P, N)
-  view5 adj(alloc("hax::ssm::ssd_tile_adjoints"), B, H, nt, P, N);   // (B, H, nt, P, N)
-  view4 part(alloc("hax::ssm::ssd_part"), B, nt, H, 3);              // (B, nt, H, 3)
+  // dtv (B, L, H) softplus(dt + dt_bias); acs (B, L, H) within-tile cumsum; decay (B, H, nt)
+  // e^{a_last}; starts, adj (B, H, nt, P, N); part (B, nt, H, 3)
+  auto const dtv = uninitialized_view<view3>(space, "hax::ssm::ssd_dt", B, L, H);
+  auto const acs = uninitialized_view<view3>(space, "hax::ssm::ssd_acs", B, L, H);
+  auto const decay = uninitialized_view<view3>(space, "hax::ssm::ssd_decay", B, H, nt);
+  auto const starts = uninitialized_view<view5>(space, "hax::ssm::ssd_tile_states", B, H, nt, P, N);
+  auto const adj = uninitialized_view<view5>(space, "hax::ssm::ssd_tile_adjoints", B, H, nt, P, N);
+  auto const part = uninitialized_view<view4>(space, "hax::ssm::ssd_part", B, nt, H, 3);
   // Own states and adjoints per tile; the states from the saved chunk checkpoints forwards, the
   // adjoints of the tile-end states backwards; then every gradient per tile.
   impl::ssd_backward_tiles(space, in, dy, tl, dtv, acs, decay, starts, adj);

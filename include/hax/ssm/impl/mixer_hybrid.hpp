@@ -12,6 +12,7 @@
 #include <hax/attention/sparse_branch.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/nn/init.hpp>
 #include <hax/nn/linear.hpp>
 #include <hax/nn/parameters.hpp>
@@ -132,9 +133,8 @@ class HybridBranch {
                 X const& x, Mask const& mask, Scan const& scan, Loss const& gate_loss,
                 attn::StepContext const& ctx) const {
     Saved s;
-    s.attn = view<T***>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                                           std::string("hax::ssm::hybrid_attn")),
-                        x.extent(0), x.extent(1), x.extent(2));
+    s.attn = uninitialized_view<T***>(space, "hax::ssm::hybrid_attn", x.extent(0), x.extent(1),
+                                      x.extent(2));
     s.branch = branch_->forward(space, store, p, x, mask, s.attn, gate_loss, ctx);
     scale_add_forward(space, nn::as_rows(scan), nn::as_rows(s.attn),
                       store.template value<1>(p + "E"), nn::as_rows(scan));
@@ -150,9 +150,8 @@ class HybridBranch {
   void backward(Space const& space, nn::ParameterStore<Space, T> const& store, std::string const& p,
                 Saved const& s, DM const& dmixed, DX const& dx,
                 attn::StepContext const& ctx) const {
-    view<T***> dattn(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                                        std::string("hax::ssm::hybrid_dattn")),
-                     s.attn.extent(0), s.attn.extent(1), s.attn.extent(2));  // (B, L, E)
+    auto const dattn = uninitialized_view<T***>(space, "hax::ssm::hybrid_dattn", s.attn.extent(0),
+                                                s.attn.extent(1), s.attn.extent(2));  // (B, L, E)
     scale_add_backward(space, nn::as_rows(dmixed), nn::as_rows(s.attn),
                        store.template value<1>(p + "E"), nn::as_rows(dattn),
                        store.template grad<1>(p + "E"));
