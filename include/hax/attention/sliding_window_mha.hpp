@@ -21,6 +21,7 @@
 #include <hax/attention/sparse_attention.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/nn/impl/elementwise_shape.hpp>
 #include <hax/nn/linear.hpp>
@@ -139,8 +140,7 @@ sliding_window_mha_forward(Space const& space, SlidingWindowMhaConfig const& cfg
                 L, ")");
 
   auto alloc4 = [&](char const* name) {
-    return typename saved_type::template view<T****>(
-        Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(name)), B, L, H, Dh);
+    return uninitialized_view<typename saved_type::template view<T****>>(space, name, B, L, H, Dh);
   };
   saved_type s;
   s.x = x;
@@ -148,16 +148,12 @@ sliding_window_mha_forward(Space const& space, SlidingWindowMhaConfig const& cfg
   s.k = alloc4("hax::attn::sliding_window_mha::k");
   s.v = alloc4("hax::attn::sliding_window_mha::v");
   s.o = alloc4("hax::attn::sliding_window_mha::o");
-  s.lse = typename saved_type::template view<T***>(
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                         std::string("hax::attn::sliding_window_mha::lse")),
-      H, B, L);
+  s.lse = uninitialized_view<typename saved_type::template view<T***>>(
+      space, "hax::attn::sliding_window_mha::lse", H, B, L);
   if (has_mask) {
     // A private 0/1 copy: the backward needs the mask, and the caller's View type is not ours.
-    s.valid = typename saved_type::template view<int**>(
-        Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                           std::string("hax::attn::sliding_window_mha::valid")),
-        B, L);
+    s.valid = uninitialized_view<typename saved_type::template view<int**>>(
+        space, "hax::attn::sliding_window_mha::valid", B, L);
     auto const valid = s.valid;
     Kokkos::parallel_for(
         "hax::attn::sliding_window_mha_forward::mask",
@@ -232,8 +228,8 @@ void sliding_window_mha_backward(Space const& space, SlidingWindowMhaConfig cons
                 "the saved tensors (H, Dh) = (", saved.q.extent(2), ", ", saved.q.extent(3),
                 ") do not match the config (", H, ", ", Dh, ")");
   auto alloc4 = [&](char const* name) {
-    return Kokkos::View<T****, Kokkos::LayoutRight, memory_space>(
-        Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(name)), B, L, H, Dh);
+    return uninitialized_view<Kokkos::View<T****, Kokkos::LayoutRight, memory_space>>(space, name,
+                                                                                      B, L, H, Dh);
   };
   auto const d_o = alloc4("hax::attn::sliding_window_mha::do");  // (B, L, H, Dh)
   auto const dq = alloc4("hax::attn::sliding_window_mha::dq");   // (B, L, H, Dh)

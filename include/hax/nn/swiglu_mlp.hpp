@@ -13,6 +13,7 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/views.hpp>
 #include <hax/nn/elementwise.hpp>
 #include <hax/nn/impl/elementwise_shape.hpp>
 #include <hax/nn/linear.hpp>
@@ -65,9 +66,8 @@ void swiglu_mlp_forward(Space const& space, X const& x, WG const& w_gate, WU con
   impl::swiglu_check(op, x, w_gate, w_up, w_down, gate, up);
   impl::require_same_dims(op, "x", x, "y", y);
   using T = typename Y::non_const_value_type;
-  Kokkos::View<T***, Kokkos::LayoutRight, typename Space::memory_space> h(  // (B, L, I)
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string("hax::nn::swiglu_mlp::h")),
-      gate.extent(0), gate.extent(1), gate.extent(2));
+  auto const h = uninitialized_view<T***>(space, "hax::nn::swiglu_mlp::h", gate.extent(0),
+                                          gate.extent(1), gate.extent(2));  // (B, L, I)
   Kokkos::View<T*, typename Space::memory_space> no_bias;  // empty: the MLP has no biases
   linear_forward(space, as_rows(x), w_gate, no_bias, as_rows(gate));
   linear_forward(space, as_rows(x), w_up, no_bias, as_rows(up));
@@ -115,12 +115,9 @@ void swiglu_mlp_backward(Space const& space, DY const& dy, X const& x, WG const&
   using T = typename DX::non_const_value_type;
   using buffer = Kokkos::View<T***, Kokkos::LayoutRight, typename Space::memory_space>;
   auto const B = gate.extent(0), L = gate.extent(1), I = gate.extent(2);
-  buffer h_then_du(  // (B, L, I): h, then dh, then du (each dead once the next is written)
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string("hax::nn::swiglu_mlp::dh")),
-      B, L, I);
-  buffer dg(  // (B, L, I)
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string("hax::nn::swiglu_mlp::dg")),
-      B, L, I);
+  // (B, L, I) each: h, then dh, then du (each dead once the next is written); dg
+  auto const h_then_du = uninitialized_view<buffer>(space, "hax::nn::swiglu_mlp::dh", B, L, I);
+  auto const dg = uninitialized_view<buffer>(space, "hax::nn::swiglu_mlp::dg", B, L, I);
   Kokkos::View<T*, typename Space::memory_space> no_bias;
   Kokkos::View<T**, Kokkos::LayoutRight, typename Space::memory_space> no_dx;
   auto const dy_rows = as_rows(dy);          // (B·L, D)

@@ -10,6 +10,7 @@
 #include <hax/attention/impl/sparse_attention_kernels.hpp>
 
 #include <Kokkos_Core.hpp>
+#include <hax/core/views.hpp>
 
 namespace hax::attn::impl {
 
@@ -31,12 +32,13 @@ TransposedLists<Space> transpose_candidates(Space const& space, P const& pattern
   int const kmax = static_cast<int>(pattern.max_keys_per_query());
   int const rows = B * L;
   TransposedLists<Space> t;
-  t.offsets = Kokkos::View<int*, memory_space>(
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::attn::transpose_offsets"), rows + 1);
-  t.queries = Kokkos::View<int*, memory_space>(
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::attn::transpose_queries"),
+  t.offsets = uninitialized_view<Kokkos::View<int*, memory_space>>(
+      space, "hax::attn::transpose_offsets", rows + 1);
+  t.queries = uninitialized_view<Kokkos::View<int*, memory_space>>(
+      space, "hax::attn::transpose_queries",
       static_cast<std::size_t>(rows) * static_cast<std::size_t>(kmax > 0 ? kmax : 1));
-  Kokkos::View<int*, memory_space> cursor(Kokkos::view_alloc(space, "hax::attn::transpose_cursor"), rows);  // (B·L)
+  auto const cursor = zeroed_view<Kokkos::View<int*, memory_space>>(
+      space, "hax::attn::transpose_cursor", rows);  // (B·L)
   auto const offsets = t.offsets;
   auto const queries = t.queries;
   // 1. Histogram of key indices (integer atomics on counts only; no floating-point atomics).
@@ -95,8 +97,9 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
   int const kmax = static_cast<int>(pattern.max_keys_per_query());
   bool const causal = opts.semantics == Semantics::causal;
   T const scale = static_cast<T>(opts.scale);
-  Kokkos::View<T*, memory_space> Dvec(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::attn::sparse_attention_D"),
-                                      rows);  // (B·L) do_i·o_i
+  auto const Dvec =
+      uninitialized_view<Kokkos::View<T*, memory_space>>(space, "hax::attn::sparse_attention_D",
+                                                         rows);  // (B·L) do_i·o_i
   int const league = (rows + rows_per_team - 1) / rows_per_team;
   Kokkos::parallel_for(
       "hax::attn::sparse_attention_backward_dq", team_policy(space, league, Kokkos::AUTO),
@@ -129,8 +132,8 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
       });
   // Reference semantics: an empty row i attends uniformly to all L positions, so every v_t gets
   // (1/L) Σ_{empty i} do_i. Empty rows are those the forward marked with lse = −∞.
-  Kokkos::View<T**, Kokkos::LayoutRight, memory_space> uniform(
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::attn::sparse_attention_uniform"), B,
+  auto const uniform = uninitialized_view<Kokkos::View<T**, Kokkos::LayoutRight, memory_space>>(
+      space, "hax::attn::sparse_attention_uniform", B,
       causal ? 0 : Dv);  // (B, Dv)
   if (!causal) {
     Kokkos::parallel_for(

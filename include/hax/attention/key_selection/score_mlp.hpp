@@ -46,9 +46,16 @@ class ScoreMlp {
   /// Zero-initialised parameters (H, D) etc.; callers initialise them (e.g. N(0, 0.1) weights).
   static Params allocate(Space const& space, int D, int H, char const* label = "hax::attn::score_mlp") {
     std::string const l(label);
-    return Params{zeroed_view<T**>(space, l + "::w1", H, D), zeroed_view<T*>(space, l + "::b1", H),
-                  zeroed_view<T**>(space, l + "::w2", H, H), zeroed_view<T*>(space, l + "::b2", H),
-                  zeroed_view<T**>(space, l + "::w3", 1, H), zeroed_view<T*>(space, l + "::b3", 1)};
+  /// Persistent: allocated directly, never from a scratch arena (zeroed_view would take them from
+  /// one when called inside a step).
+    auto matrix = [&](char const* name, int rows, int cols) {
+      return view<T**>(Kokkos::view_alloc(space, l + name), rows, cols);
+    };
+    auto vector = [&](char const* name, int n) {
+      return view<T*>(Kokkos::view_alloc(space, l + name), n);
+    };
+    return Params{matrix("::w1", H, D), vector("::b1", H),    matrix("::w2", H, H),
+                  vector("::b2", H),    matrix("::w3", 1, H), vector("::b3", 1)};
   }
 
   /// scores (B, L) = MLP(feat (B, L, D)); returns the hidden activations backward needs.

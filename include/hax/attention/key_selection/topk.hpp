@@ -24,6 +24,7 @@
 #include <hax/core/error.hpp>
 
 namespace hax::attn {
+#include <hax/core/views.hpp>
 
 /// Block length of causal_topk's parallel phases (see the file comment).
 inline constexpr int kTopkBlock = 32;
@@ -68,11 +69,10 @@ void causal_topk(Space const& space, S const& scores, Idx const& idx) {
   using memory_space = typename Space::memory_space;
   using lists_view = Kokkos::View<int***, Kokkos::LayoutRight, memory_space>;
   // (B, nb, k') each, -1 = empty slot; lists are sorted best first.
-  lists_view own(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::attn::causal_topk::own"),
-                 B, nb, kprime);
-  lists_view prefix(
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "hax::attn::causal_topk::prefix"), B,
-      nb, kprime);
+  auto const own =
+      uninitialized_view<lists_view>(space, "hax::attn::causal_topk::own", B, nb, kprime);
+  auto const prefix =
+      uninitialized_view<lists_view>(space, "hax::attn::causal_topk::prefix", B, nb, kprime);
   using policy2 = Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>;
 
   // 1. Each block's own top-k': insert its keys in order (a later key wins a tie).
