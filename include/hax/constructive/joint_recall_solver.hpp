@@ -34,6 +34,7 @@
 #include <hax/constructive/overwrite_scan.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 #include <hax/data/joint_recall.hpp>
 #include <hax/nn/linear.hpp>
@@ -109,7 +110,7 @@ void decode_values(Space const& space, O const& o, int value_bias, Pred const& p
   using T = typename O::non_const_value_type;
   int const B = o.extent_int(0), L = o.extent_int(1), Dv = o.extent_int(2);
   Kokkos::parallel_for(
-      "hax::constructive::decode", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      "hax::constructive::decode", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int i) {
         if (!(o(b, i, Dv - 1) > T(0.5))) {
           predictions(b, i) = -1;

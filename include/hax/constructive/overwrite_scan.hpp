@@ -15,6 +15,7 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 
 #include <type_traits>
@@ -85,7 +86,7 @@ void overwrite_scan(Space const& space, Tokens const& tokens, WV const& write_va
   // (after the carry pass) the state entering the chunk.
   auto const chunk_a = uninitialized_view<T***>(space, "hax::constructive::scan_chunk_a", B, nchunks, D);  // (B, L/C, D)
   auto const chunk_u = uninitialized_view<T***>(space, "hax::constructive::scan_chunk_u", B, nchunks, D);  // (B, L/C, D)
-  using policy3 = Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>;
+  using policy3 = Kokkos::MDRangePolicy<Space, core::rank_right<3>>;
   Kokkos::parallel_for(
       "hax::constructive::overwrite_scan[chunks]", policy3(space, {0, 0, 0}, {B, nchunks, D}),
       KOKKOS_LAMBDA(int b, int c, int d) {
@@ -103,7 +104,7 @@ void overwrite_scan(Space const& space, Tokens const& tokens, WV const& write_va
       });
   Kokkos::parallel_for(
       "hax::constructive::overwrite_scan[carry]",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, D}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, D}),
       KOKKOS_LAMBDA(int b, int d) {
         T h = initial(d);
         for (int c = 0; c < nchunks; ++c) {

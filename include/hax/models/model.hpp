@@ -16,6 +16,7 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/models/block.hpp>
 #include <hax/models/config.hpp>
 #include <hax/models/linear_mixer.hpp>
@@ -281,7 +282,7 @@ class Model {
     auto const mask = ws.pad_mask;
     Kokkos::parallel_for(
         "hax::models::set_pad_mask",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0},
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0},
                                                       {tokens.extent(0), tokens.extent(1)}),
         KOKKOS_LAMBDA(std::size_t b, std::size_t t) {
           mask(b, t) = static_cast<int>(tokens(b, t)) != pad_id ? 1 : 0;

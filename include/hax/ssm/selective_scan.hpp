@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/impl/scan_kernels.hpp>
@@ -134,7 +135,7 @@ void selective_scan_backward_bc(Space const& space, SelectiveScanInputs<T, Mem> 
   int const len = Kokkos::min(chunk, L - cs);
   Kokkos::parallel_for(
       "hax::ssm::selective_scan_backward_bc",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, len, N}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, len, N}),
       KOKKOS_LAMBDA(int b, int k, int n) {
         int const t = cs + k;
         T db = T(0);
@@ -259,7 +260,7 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
   auto const dD = grads.dD;
   Kokkos::parallel_for(
       "hax::ssm::selective_scan_backward_params",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {D, N}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {D, N}),
       KOKKOS_LAMBDA(int d, int n) {
         T sa = T(0);
         for (int b = 0; b < B; ++b) {
@@ -324,7 +325,7 @@ void selective_scan_step(
                 " must be (B, N) for state ", impl::shape_of(state));
   Kokkos::parallel_for(
       "hax::ssm::selective_scan_step",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, D}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, D}),
       KOKKOS_LAMBDA(int b, int d) {
         T const dt = impl::softplus(delta(b, d) + delta_bias(d));
         T const ut = u(b, d);

@@ -24,6 +24,7 @@
 #include <Kokkos_Core.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/impl/ssd_kernels.hpp>
@@ -252,7 +253,7 @@ void ssd_step(Space const& space, Kokkos::View<T****, Kokkos::LayoutRight, Mem> 
                 impl::shape_of(Cm), " (B, N) must match state ", impl::shape_of(state));
   Kokkos::parallel_for(
       "hax::ssm::ssd_step",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<3>>(space, {0, 0, 0}, {B, H, P}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, H, P}),
       KOKKOS_LAMBDA(int b, int h, int p) {
         T const v = impl::softplus(dt(b, h) + dt_bias(h));
         T const decay = Kokkos::exp(v * A(h));

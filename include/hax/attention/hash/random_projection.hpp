@@ -11,6 +11,7 @@
 #include <hax/attention/hash/concepts.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/random.hpp>
 
 #include <cstdint>
@@ -57,7 +58,7 @@ void draw_random_projection(Space const& space, W const& w, std::uint64_t seed,
   using value_type = typename W::non_const_value_type;
   Kokkos::parallel_for(
       "hax::attn::draw_random_projection",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {N, h}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {N, h}),
       KOKKOS_LAMBDA(int n, int b) { w(n, b) = static_cast<value_type>(projection_entry(key, n, b, h)); });
 }
 

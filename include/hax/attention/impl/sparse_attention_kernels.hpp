@@ -62,6 +62,24 @@ struct PadMask {
 /// Queries per team: small, so that short sequences still give many teams.
 inline constexpr int rows_per_team = 8;
 
+/// Vector lanes per query row on GPUs: a warp, so the Dv-wide updates and the q·k reductions of a
+/// row run on 32 lanes (Dv = 128: 4 values per lane) and a team of rows_per_team rows is 256
+/// threads.
+inline constexpr int gpu_lanes_per_row = 32;
+
+/// The team shape of the row kernels: rows_per_team threads of gpu_lanes_per_row lanes on GPUs;
+/// on host backends one thread (team size AUTO) with a single lane. With Kokkos::AUTO for both on
+/// CUDA, Kokkos picks 1 lane and a large team, of which only rows_per_team threads have a row: the
+/// forward then ran at 3 % occupancy (docs/perf_attention.md).
+template <class Space>
+Kokkos::TeamPolicy<Space> row_team_policy(Space const& space, int league) {
+  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+    return Kokkos::TeamPolicy<Space>(space, league, Kokkos::AUTO);
+  } else {
+    return Kokkos::TeamPolicy<Space>(space, league, rows_per_team, gpu_lanes_per_row);
+  }
+}
+
 template <class P>
 void check_pattern_data(P const& pattern, int B, int L) {
   if constexpr (requires { pattern.check(B, L); }) { pattern.check(B, L); }
@@ -107,7 +125,7 @@ void forward(Space const& space, P const& pattern, Q const& q, K const& k, V con
   T const scale = static_cast<T>(opts.scale);
   int const league = (rows + rows_per_team - 1) / rows_per_team;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_forward", team_policy(space, league, Kokkos::AUTO),
+      "hax::attn::sparse_attention_forward", row_team_policy(space, league),
       KOKKOS_LAMBDA(member const& team) {
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
           int const row = team.league_rank() * rows_per_team + r;
@@ -176,7 +194,7 @@ void backward_atomic(Space const& space, P const& pattern, Q const& q, K const& 
   Kokkos::deep_copy(space, dv, T(0));
   int const league = (rows + rows_per_team - 1) / rows_per_team;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_backward_atomic", team_policy(space, league, Kokkos::AUTO),
+      "hax::attn::sparse_attention_backward_atomic", row_team_policy(space, league),
       KOKKOS_LAMBDA(member const& team) {
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
           int const row = team.league_rank() * rows_per_team + r;

@@ -8,9 +8,10 @@
 #pragma once
 
 #include <hax/attention/impl/sparse_attention_kernels.hpp>
+#include <hax/core/policies.hpp>
+#include <hax/core/views.hpp>
 
 #include <Kokkos_Core.hpp>
-#include <hax/core/views.hpp>
 
 namespace hax::attn::impl {
 
@@ -138,7 +139,7 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
   if (!causal) {
     Kokkos::parallel_for(
         "hax::attn::sparse_attention_backward_uniform",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, Dv}), KOKKOS_LAMBDA(int b, int d) {
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, Dv}), KOKKOS_LAMBDA(int b, int d) {
           T sum = T(0);
           for (int i = 0; i < L; ++i) {
             if (Kokkos::isinf(lse(b, i))) { sum += dout(b, i, d); }

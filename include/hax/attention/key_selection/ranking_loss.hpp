@@ -16,6 +16,7 @@
 #include <hax/attention/hash/concepts.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/random.hpp>
 
 #include <cstdint>
@@ -81,21 +82,31 @@ void ranking_targets(Space const& space, PlanSemantics semantics, Q const& q, K 
                 targets.extent(1), ") must agree with B = ", B);
   using T = typename Tgt::non_const_value_type;
   bool const all_rows = semantics == PlanSemantics::reference;
+  // One team per candidate (b, c); its threads split the O(L) sum over the later rows i. With one
+  // thread per candidate (B·k' = 2 048 threads at the training shape) the sum ran serially over
+  // L·N and the kernel took 1.4 ms per call on an H100 (docs/perf_training_step.md).
+  using policy = Kokkos::TeamPolicy<Space>;
+  using member = typename policy::member_type;
+  constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
+  int const league = B * kprime;
+  policy const teams = host ? policy(space, league, Kokkos::AUTO) : policy(space, league, 128);
   Kokkos::parallel_for(
-      "hax::attn::ranking_targets",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, kprime}),
-      KOKKOS_LAMBDA(int b, int c) {
+      "hax::attn::ranking_targets", teams, KOKKOS_LAMBDA(member const& team) {
+        int const b = team.league_rank() / kprime, c = team.league_rank() % kprime;
         int const j = cand(b, c);
         T acc = 0;
         if (j >= 0) {
           int const end = all_rows ? L : static_cast<int>(lengths(b));
-          for (int i = j; i < end; ++i) {
-            T dot = 0;
-            for (int n = 0; n < N; ++n) { dot += q(b, i, n) * k(b, j, n); }
-            acc += T(1) / (T(1) + Kokkos::exp(-dot));
-          }
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, j, Kokkos::max(j, end)),
+              [&](int i, T& sum) {
+                T dot = 0;
+                for (int n = 0; n < N; ++n) { dot += q(b, i, n) * k(b, j, n); }
+                sum += T(1) / (T(1) + Kokkos::exp(-dot));
+              },
+              acc);
         }
-        targets(b, c) = acc;
+        Kokkos::single(Kokkos::PerTeam(team), [&]() { targets(b, c) = acc; });
       });
 }
 

@@ -13,6 +13,7 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/linear.hpp>
 
@@ -44,10 +45,10 @@ class ScoreMlp {
   };
 
   /// Zero-initialised parameters (H, D) etc.; callers initialise them (e.g. N(0, 0.1) weights).
-  static Params allocate(Space const& space, int D, int H, char const* label = "hax::attn::score_mlp") {
-    std::string const l(label);
   /// Persistent: allocated directly, never from a scratch arena (zeroed_view would take them from
   /// one when called inside a step).
+  static Params allocate(Space const& space, int D, int H, char const* label = "hax::attn::score_mlp") {
+    std::string const l(label);
     auto matrix = [&](char const* name, int rows, int cols) {
       return view<T**>(Kokkos::view_alloc(space, l + name), rows, cols);
     };
@@ -98,7 +99,7 @@ class ScoreMlp {
   static void relu_in_place(Space const& space, Y const& y) {
     Kokkos::parallel_for(
         "hax::attn::ScoreMlp::relu",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {y.extent_int(0), y.extent_int(1)}),
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {y.extent_int(0), y.extent_int(1)}),
         KOKKOS_LAMBDA(int m, int o) { y(m, o) = Kokkos::max(y(m, o), T(0)); });
   }
 
@@ -125,7 +126,7 @@ class ScoreMlp {
     auto const h1 = s.h1, h2 = s.h2;
     Kokkos::parallel_for(
         "hax::attn::ScoreMlp::backward::rows",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, R}),
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, R}),
         KOKKOS_LAMBDA(int b, int a) {
           int const j = rows(b, a);
           if (j < 0) {
@@ -146,7 +147,7 @@ class ScoreMlp {
     // dW1(o, i) += Σ_rows g1(o) T(i); column i == D is the bias.
     Kokkos::parallel_for(
         "hax::attn::ScoreMlp::backward::w1",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {H, D + 1}),
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {H, D + 1}),
         KOKKOS_LAMBDA(int o, int i) {
           T acc = 0;
           for (int b = 0; b < B; ++b) {
@@ -163,7 +164,7 @@ class ScoreMlp {
         });
     Kokkos::parallel_for(
         "hax::attn::ScoreMlp::backward::w2",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {H, H + 1}),
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {H, H + 1}),
         KOKKOS_LAMBDA(int o, int i) {
           T acc = 0;
           for (int b = 0; b < B; ++b) {

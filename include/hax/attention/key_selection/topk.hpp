@@ -22,9 +22,10 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
+#include <hax/core/views.hpp>
 
 namespace hax::attn {
-#include <hax/core/views.hpp>
 
 /// Block length of causal_topk's parallel phases (see the file comment).
 inline constexpr int kTopkBlock = 32;
@@ -73,7 +74,7 @@ void causal_topk(Space const& space, S const& scores, Idx const& idx) {
       uninitialized_view<lists_view>(space, "hax::attn::causal_topk::own", B, nb, kprime);
   auto const prefix =
       uninitialized_view<lists_view>(space, "hax::attn::causal_topk::prefix", B, nb, kprime);
-  using policy2 = Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>;
+  using policy2 = Kokkos::MDRangePolicy<Space, core::rank_right<2>>;
 
   // 1. Each block's own top-k': insert its keys in order (a later key wins a tie).
   Kokkos::parallel_for(

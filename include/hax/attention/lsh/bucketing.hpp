@@ -21,6 +21,7 @@
 #include <hax/attention/lsh/transform.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 
 #include <cstdint>
@@ -53,7 +54,7 @@ void lsh_hash_rows(Space const& space, Hash const& hash, X const& x, Buckets con
   core::require(x.extent_int(2) == hash.proj.dim(), "hax::attn::lsh_hash_rows", "x (", B, ", ", L,
                 ", ", x.extent(2), ") has N different from the projection's ", hash.proj.dim());
   Kokkos::parallel_for(
-      "hax::attn::lsh_hash_rows", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      "hax::attn::lsh_hash_rows", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int i) { buckets(b, i) = hash.bucket(Kokkos::subview(x, b, i, Kokkos::ALL)); });
 }
 
@@ -125,7 +126,7 @@ void lsh_bucketing(Space const& space, BucketSort, BQ const& bucket_q, BK const&
   std::int64_t const LL = L;
   Kokkos::parallel_for(
       "hax::attn::lsh_bucketing[sort]::keys",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int j) { keys(b, j) = static_cast<std::int64_t>(bucket_k(b, j)) * LL + j; });
   using team_policy = Kokkos::TeamPolicy<Space>;
   Kokkos::parallel_for(
@@ -135,7 +136,7 @@ void lsh_bucketing(Space const& space, BucketSort, BQ const& bucket_q, BK const&
       });
   Kokkos::parallel_for(
       "hax::attn::lsh_bucketing[sort]::select",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int i) {
         std::int64_t const bq = bucket_q(b, i);
         // The run of bucket bq is [lower_bound(bq*L), lower_bound((bq+1)*L)).
@@ -190,7 +191,7 @@ void lsh_bucketing(Space const& space, BucketCount, BQ const& bucket_q, BK const
       });
   Kokkos::parallel_for(
       "hax::attn::lsh_bucketing[count]::select",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int i) {
         int const bq = bucket_q(b, i);
         auto pos = [&](int p) { return positions(b, p); };

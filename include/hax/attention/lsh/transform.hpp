@@ -14,6 +14,7 @@
 #include <hax/attention/hash/concepts.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 
 namespace hax::attn {
 
@@ -36,7 +37,7 @@ void lsh_prehash_transform(Space const& space, PlanSemantics semantics, X const&
   if (semantics == PlanSemantics::causal) {
     Kokkos::parallel_for(
         "hax::attn::lsh_prehash_transform[causal]",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
         KOKKOS_LAMBDA(int b, int i) {
           T mean = 0;
           for (int n = 0; n < N; ++n) { mean += x(b, i, n); }
@@ -53,7 +54,7 @@ void lsh_prehash_transform(Space const& space, PlanSemantics semantics, X const&
     // One work item per (sequence, feature) column: the statistics run over the sequence axis.
     Kokkos::parallel_for(
         "hax::attn::lsh_prehash_transform[reference]",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, N}),
+        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, N}),
         KOKKOS_LAMBDA(int b, int n) {
           T mean = 0;
           for (int i = 0; i < L; ++i) { mean += x(b, i, n); }

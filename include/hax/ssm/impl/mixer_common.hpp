@@ -10,6 +10,7 @@
 #include <hax/attention/sparse_branch.hpp>  // StepContext, SparseBranchConfig (mixer API)
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/ssm/impl/common.hpp>  // shape_of, const_view
 
@@ -32,7 +33,7 @@ template <class Space, class Src, class Dst>
 void split_columns(Space const& space, Src const& src, int offset, Dst const& dst) {
   int const M = dst.extent_int(0), C = dst.extent_int(1);
   Kokkos::parallel_for(
-      "hax::ssm::mixer_split", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {M, C}),
+      "hax::ssm::mixer_split", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {M, C}),
       KOKKOS_LAMBDA(int m, int c) { dst(m, c) = src(m, offset + c); });
 }
 
@@ -45,7 +46,7 @@ void place_columns(Space const& space, Src const& src, int offset, Dst const& ds
   bool const masked = maybe_mask.is_allocated();
   Kokkos::parallel_for(
       "hax::ssm::mixer_place",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {Mr, C}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {Mr, C}),
       KOKKOS_LAMBDA(int m, int c) {
         typename Dst::non_const_value_type v = src(m, c);
         if (masked && maybe_mask(m) == 0) {
@@ -60,7 +61,7 @@ template <class Space, class X, class M>
 void mask_rows(Space const& space, X const& x, M const& mask) {
   int const Mr = x.extent_int(0), C = x.extent_int(1);
   Kokkos::parallel_for(
-      "hax::ssm::mixer_mask", Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {Mr, C}),
+      "hax::ssm::mixer_mask", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {Mr, C}),
       KOKKOS_LAMBDA(int m, int c) {
         if (mask(m) == 0) {
           x(m, c) = 0;
@@ -74,7 +75,7 @@ void masked_copy(Space const& space, X const& x, M const& mask, Y const& y) {
   int const Mr = x.extent_int(0), C = x.extent_int(1);
   Kokkos::parallel_for(
       "hax::ssm::mixer_masked_copy",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {Mr, C}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {Mr, C}),
       KOKKOS_LAMBDA(int m, int c) {
         using V = typename Y::non_const_value_type;
         y(m, c) = mask(m) == 0 ? V(0) : V(x(m, c));
@@ -105,7 +106,7 @@ void copy_mask(Space const& space, M const& maybe_mask, Out const& out) {
   bool const has = maybe_mask.is_allocated();
   Kokkos::parallel_for(
       "hax::ssm::mixer_copy_mask",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, L}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
       KOKKOS_LAMBDA(int b, int t) { out(b, t) = (!has || maybe_mask(b, t) != 0) ? 1 : 0; });
 }
 
@@ -118,7 +119,7 @@ void conv_silu_step(Space const& space, X const& x, W const& w, Bias const& bias
   int const B = x.extent_int(0), C = x.extent_int(1), K = w.extent_int(1);
   Kokkos::parallel_for(
       "hax::ssm::mixer_conv_step",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {B, C}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, C}),
       KOKKOS_LAMBDA(int b, int c) {
         using V = typename Y::non_const_value_type;
         V pre = bias(c) + w(c, K - 1) * x(b, c);

@@ -12,6 +12,7 @@
 #include <hax/attention/sparse_branch.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/init.hpp>
 #include <hax/nn/linear.hpp>
@@ -32,7 +33,7 @@ void scale_add_forward(Space const& space, A const& a, Bv const& b, S const& sca
   int const M = y.extent_int(0), E = y.extent_int(1);
   Kokkos::parallel_for(
       "hax::ssm::hybrid_combine",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {M, E}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {M, E}),
       KOKKOS_LAMBDA(int m, int e) { y(m, e) = a(m, e) + b(m, e) * scale(e); });
 }
 
@@ -47,7 +48,7 @@ void scale_add_backward(Space const& space, DY const& dy, Bv const& b, S const& 
   int const chunks = (M + kHybridRowsPerChunk - 1) / kHybridRowsPerChunk;
   Kokkos::parallel_for(
       "hax::ssm::hybrid_combine_backward",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>(space, {0, 0}, {chunks, E}),
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {chunks, E}),
       KOKKOS_LAMBDA(int c, int e) {
         using V = typename DB::non_const_value_type;
         int const begin = c * kHybridRowsPerChunk;
