@@ -137,3 +137,73 @@ TEST_CASE("train: the scratch arena changes nothing but the allocations (mamba2 
       hax::train::Trainer<space, float, hax::ssm::Mamba2Mixer<space, float>>>(c, 5);
 }
 #endif
+
+namespace {
+
+/// Counts the Views Kokkos allocates while it is installed (Kokkos Tools' allocation callback; the
+/// previous callback, normally none in the test executables, is restored on destruction).
+class AllocationCounter {
+ public:
+  AllocationCounter() {
+    count_ = 0;
+    Kokkos::Tools::Experimental::set_allocate_data_callback(&AllocationCounter::on_allocate);
+  }
+  ~AllocationCounter() { Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr); }
+  AllocationCounter(AllocationCounter const&) = delete;
+  AllocationCounter& operator=(AllocationCounter const&) = delete;
+  static int count() { return count_; }
+  static std::string const& last_label() { return last_; }
+
+ private:
+  static void on_allocate(Kokkos::Profiling::SpaceHandle, char const* label, void const*,
+                          std::uint64_t) {
+    ++count_;
+    last_ = label;
+  }
+  static inline int count_ = 0;
+  static inline std::string last_;
+};
+
+}  // namespace
+
+#if HAX_MODELS_HAS_MAMBA2 && HAX_MODELS_HAS_SPARSE_BRANCH
+TEST_CASE("train: a warmed-up training step allocates no View (mamba2 + HAX)",
+          "[train][scratch][hybrid]") {
+  // On CUDA every View allocation and deallocation fences the device, so this is the test that
+  // the step has no hidden host synchronisation from allocations.
+  hax::models::ModelConfig c;
+  c.base = hax::models::Base::mamba2;
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.num_heads = 2;
+  c.head_dim = 8;
+  c.state_size = 4;
+  c.chunk_size = 8;
+  c.num_hidden_layers = 2;
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  c.sparse_keys = 4;
+  c.num_hash = 2;
+  hax::train::Trainer<space, float, hax::ssm::Mamba2Mixer<space, float>> trainer(
+      c, arena_spec(), arena_train(true));
+  for (int i = 0; i < 3; ++i) { trainer.train_step(); }  // warm-up: the arena grows, then merges
+  Kokkos::fence();
+  int allocations = 0;
+  std::string last;
+  {
+    AllocationCounter counter;
+    trainer.train_step();
+    trainer.train_step();
+    Kokkos::fence();
+    allocations = AllocationCounter::count();
+    last = AllocationCounter::last_label();
+  }
+  INFO("last allocation: " << last);
+  CHECK(allocations == 0);
+  // The counter sees allocations at all (it can fail): a View made while it is installed counts.
+  {
+    AllocationCounter counter;
+    Kokkos::View<float*, typename space::memory_space> probe("hax::test::probe", 3);
+    CHECK(AllocationCounter::count() == 1);
+  }
+}
+#endif
