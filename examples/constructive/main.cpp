@@ -7,6 +7,7 @@
 ///   constructive --levels 2 --n 16 --items 1000
 /// Exits with status 2 when the accuracy is below 100%.
 #include <hax/constructive/joint_recall_solver.hpp>
+#include <hax/core/cli.hpp>
 #include <hax/data/joint_recall.hpp>
 
 #include <CLI/CLI.hpp>
@@ -114,7 +115,7 @@ int run(options const& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Kokkos::ScopeGuard kokkos(argc, argv);
+  hax::core::KokkosScope kokkos(argc, argv);  // leaves -h/--help to CLI11
   CLI::App app{"constructive: the hand-set 2-layer model of Propositions 3.2 / C.1 (hax)"};
   options o;
   app.add_option("--levels", o.levels, "w: 1 associative recall, 2 joint recall, 3+ multi-level")

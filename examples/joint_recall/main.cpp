@@ -18,6 +18,7 @@
 ///                      --steps N [--out results] [--dry-run]
 ///                                     run the Table 3 grid and write table.md/.csv/.svg
 ///                                     (table.hpp, docs/table.md)
+#include <hax/core/cli.hpp>
 #include <hax/data/decode.hpp>
 #include <hax/data/io.hpp>
 #include <hax/data/joint_recall.hpp>
@@ -221,7 +222,7 @@ void add_data_command(CLI::App& app, bool& ran) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Kokkos::ScopeGuard kokkos(argc, argv);
+  hax::core::KokkosScope kokkos(argc, argv);  // leaves -h/--help to CLI11
   CLI::App app{"joint_recall: multi-query joint-recall data (hax)"};
   bool ran = false;
   add_data_command(app, ran);

@@ -28,11 +28,14 @@
 #include <hax/attention/sparse_branch.hpp>
 #include <hax/constructive/joint_recall_solver.hpp>
 #include <hax/constructive/overwrite_scan.hpp>
+#include <hax/core/cli.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
 #include <hax/core/finite.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/core/random.hpp>
+#include <hax/core/scratch.hpp>
 #include <hax/core/views.hpp>
 #include <hax/io/checkpoint.hpp>
 #include <hax/io/safetensors.hpp>
