@@ -5,14 +5,51 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstdint>
+
 namespace hax::core {
 
 /// The iteration order of multidimensional ranges over LayoutRight data: the last index varies
-/// fastest. Kokkos's default on CUDA is Iterate::Left (the first index on threadIdx.x), which for
-/// hax's row-major (B, L, D) Views puts neighbouring threads a whole row apart: every load
-/// uncoalesced. On host backends Right is already the default, so this changes nothing there.
+/// fastest. On host backends Right is already the default. On CUDA an MDRangePolicy puts its
+/// first index on threadIdx.x whatever the order, and the order decides the default tile: Left
+/// (CUDA's default) gives 16 × 2 tiles, so a warp touches 16 rows of hax's row-major Views; Right
+/// gives 2 × 16, two rows of 16 consecutive elements. Either way a block is 32 threads. For plain
+/// sweeps over row-major data prefer for_each_row_major below.
 /// Example: Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {rows, cols}).
 template <unsigned N>
 using rank_right = Kokkos::Rank<N, Kokkos::Iterate::Right, Kokkos::Iterate::Right>;
+
+/// f(i, j) for every (i, j) of a (rows, cols) index space, j fastest. On GPUs one flat range, so a
+/// warp covers 32 consecutive j and blocks have the backend's default size (an MDRangePolicy on
+/// CUDA runs 32-thread blocks of 2 × 16, see rank_right); on host backends an MDRangePolicy
+/// (Right), which needs no division per element.
+template <class Space, class F>
+void for_each_row_major(char const* label, Space const& space, int rows, int cols, F const& f) {
+  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+    Kokkos::parallel_for(label, Kokkos::MDRangePolicy<Space, rank_right<2>>(space, {0, 0}, {rows, cols}), f);
+  } else {
+    std::int64_t const n = std::int64_t(rows) * cols;
+    Kokkos::parallel_for(
+        label, Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(space, 0, n),
+        KOKKOS_LAMBDA(std::int64_t idx) { f(int(idx / cols), int(idx % cols)); });
+  }
+}
+
+/// f(i, j, k) for every (i, j, k) of an (n0, n1, n2) index space, k fastest (as above).
+template <class Space, class F>
+void for_each_row_major(char const* label, Space const& space, int n0, int n1, int n2, F const& f) {
+  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+    Kokkos::parallel_for(label, Kokkos::MDRangePolicy<Space, rank_right<3>>(space, {0, 0, 0}, {n0, n1, n2}),
+                         f);
+  } else {
+    std::int64_t const inner = std::int64_t(n1) * n2;
+    Kokkos::parallel_for(
+        label, Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(space, 0, inner * n0),
+        KOKKOS_LAMBDA(std::int64_t idx) {
+          std::int64_t const rest = idx % inner;
+          f(int(idx / inner), int(rest / n2), int(rest % n2));
+        });
+  }
+}
 
 }  // namespace hax::core

@@ -9,6 +9,7 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/nn/impl/elementwise_shape.hpp>
 
 namespace hax::nn {
@@ -95,8 +96,8 @@ void silu_forward(Space const& space, X const& x, Y const& y) {
   static_assert(X::rank() == 3 && Y::rank() == 3,
                 "hax::nn::silu_forward: x and y must be rank 3 (B, L, D)");
   impl::require_same_dims("hax::nn::silu_forward", "x", x, "y", y);
-  Kokkos::parallel_for(
-      "hax::nn::silu_forward", impl::make_policy_bld(space, y),
+  core::for_each_row_major(
+      "hax::nn::silu_forward", space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) { y(b, t, d) = silu(x(b, t, d)); });
 }
 
@@ -117,8 +118,8 @@ void silu_backward(Space const& space, DY const& dy, X const& x, DX const& dx) {
                 "hax::nn::silu_backward: dy, x and dx must be rank 3 (B, L, D)");
   impl::require_same_dims("hax::nn::silu_backward", "dy", dy, "x", x);
   impl::require_same_dims("hax::nn::silu_backward", "dy", dy, "dx", dx);
-  Kokkos::parallel_for(
-      "hax::nn::silu_backward", impl::make_policy_bld(space, dx),
+  core::for_each_row_major(
+      "hax::nn::silu_backward", space, dx.extent_int(0), dx.extent_int(1), dx.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) {
         dx(b, t, d) = dy(b, t, d) * silu_derivative(x(b, t, d));
       });
@@ -139,8 +140,8 @@ void softplus_forward(Space const& space, X const& x, Y const& y) {
   static_assert(X::rank() == 3 && Y::rank() == 3,
                 "hax::nn::softplus_forward: x and y must be rank 3 (B, L, D)");
   impl::require_same_dims("hax::nn::softplus_forward", "x", x, "y", y);
-  Kokkos::parallel_for(
-      "hax::nn::softplus_forward", impl::make_policy_bld(space, y),
+  core::for_each_row_major(
+      "hax::nn::softplus_forward", space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) { y(b, t, d) = softplus(x(b, t, d)); });
 }
 
@@ -160,8 +161,8 @@ void softplus_backward(Space const& space, DY const& dy, X const& x, DX const& d
                 "hax::nn::softplus_backward: dy, x and dx must be rank 3 (B, L, D)");
   impl::require_same_dims("hax::nn::softplus_backward", "dy", dy, "x", x);
   impl::require_same_dims("hax::nn::softplus_backward", "dy", dy, "dx", dx);
-  Kokkos::parallel_for(
-      "hax::nn::softplus_backward", impl::make_policy_bld(space, dx),
+  core::for_each_row_major(
+      "hax::nn::softplus_backward", space, dx.extent_int(0), dx.extent_int(1), dx.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) {
         dx(b, t, d) = dy(b, t, d) * softplus_derivative(x(b, t, d));
       });

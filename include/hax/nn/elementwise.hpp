@@ -15,6 +15,7 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/nn/impl/elementwise_shape.hpp>
 
@@ -34,8 +35,8 @@ void silu_gate_forward(Space const& space, A const& a, Z const& z, Y const& y) {
   constexpr char const* op = "hax::nn::silu_gate_forward";
   impl::require_same_dims(op, "a", a, "z", z);
   impl::require_same_dims(op, "a", a, "y", y);
-  Kokkos::parallel_for(
-      op, impl::make_policy_bld(space, y),
+  core::for_each_row_major(
+      op, space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) { y(b, t, d) = a(b, t, d) * silu(z(b, t, d)); });
 }
 
@@ -63,8 +64,8 @@ void silu_gate_backward(Space const& space, DY const& dy, A const& a, Z const& z
   impl::require_same_dims(op, "dy", dy, "da", da);
   impl::require_same_dims(op, "dy", dy, "dz", dz);
   using value_type = typename DA::non_const_value_type;
-  Kokkos::parallel_for(
-      op, impl::make_policy_bld(space, dy), KOKKOS_LAMBDA(int b, int t, int d) {
+  core::for_each_row_major(
+      op, space, dy.extent_int(0), dy.extent_int(1), dy.extent_int(2), KOKKOS_LAMBDA(int b, int t, int d) {
         value_type const g = dy(b, t, d);
         value_type const zz = z(b, t, d);
         value_type const aa = a(b, t, d);
@@ -90,8 +91,8 @@ void add_forward(Space const& space, A const& a, B const& b, Y const& y) {
   constexpr char const* op = "hax::nn::add_forward";
   impl::require_same_dims(op, "a", a, "b", b);
   impl::require_same_dims(op, "a", a, "y", y);
-  Kokkos::parallel_for(
-      op, impl::make_policy_bld(space, y),
+  core::for_each_row_major(
+      op, space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int i, int t, int d) { y(i, t, d) = a(i, t, d) + b(i, t, d); });
 }
 
@@ -112,8 +113,8 @@ void add_backward(Space const& space, DY const& dy, DX const& dx) {
                 "hax::nn::add_backward: dy and dx must be rank 3 (B, L, D)");
   constexpr char const* op = "hax::nn::add_backward";
   impl::require_same_dims(op, "dy", dy, "dx", dx);
-  Kokkos::parallel_for(
-      op, impl::make_policy_bld(space, dx),
+  core::for_each_row_major(
+      op, space, dx.extent_int(0), dx.extent_int(1), dx.extent_int(2),
       KOKKOS_LAMBDA(int i, int t, int d) { dx(i, t, d) += dy(i, t, d); });
 }
 
@@ -144,8 +145,8 @@ void gated_scale_add_forward(Space const& space, A const& a, B const& b, E const
   impl::require_same_dims(op, "a", a, "y", y);
   core::require(e.extent(0) == a.extent(2), op, "e ", impl::dims_of(e),
                 " needs one entry per channel of a ", impl::dims_of(a));
-  Kokkos::parallel_for(
-      op, impl::make_policy_bld(space, y), KOKKOS_LAMBDA(int i, int t, int d) {
+  core::for_each_row_major(
+      op, space, y.extent_int(0), y.extent_int(1), y.extent_int(2), KOKKOS_LAMBDA(int i, int t, int d) {
         y(i, t, d) = a(i, t, d) + b(i, t, d) * e(d) * silu(z(i, t, d));
       });
 }

@@ -16,8 +16,8 @@ namespace hax::attn::impl {
 template <class Space, class XX, class K, class Q, class T>
 void branch_split_kq(Space const& space, XX const& xx, K const& k, Q const& q, T inv_sqrt_n) {
   int const B = k.extent_int(0), L = k.extent_int(1), N = k.extent_int(2);
-  Kokkos::parallel_for(
-      "hax::attn::sparse_branch::split_kq", Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, L, N}),
+  core::for_each_row_major(
+      "hax::attn::sparse_branch::split_kq", space, B, L, N,
       KOKKOS_LAMBDA(int b, int i, int n) {
         k(b, i, n) = xx(b, i, n) * inv_sqrt_n;
         q(b, i, n) = xx(b, i, N + n);
@@ -28,8 +28,8 @@ void branch_split_kq(Space const& space, XX const& xx, K const& k, Q const& q, T
 template <class Space, class DK, class DQ, class DXX, class T>
 void branch_pack_dxx(Space const& space, DK const& dk, DQ const& dq, DXX const& dxx, T inv_sqrt_n) {
   int const B = dk.extent_int(0), L = dk.extent_int(1), N = dk.extent_int(2);
-  Kokkos::parallel_for(
-      "hax::attn::sparse_branch::pack_dxx", Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, L, N}),
+  core::for_each_row_major(
+      "hax::attn::sparse_branch::pack_dxx", space, B, L, N,
       KOKKOS_LAMBDA(int b, int i, int n) {
         dxx(b, i, n) = dk(b, i, n) * inv_sqrt_n;
         dxx(b, i, N + n) = dq(b, i, n);
@@ -40,8 +40,8 @@ void branch_pack_dxx(Space const& space, DK const& dk, DQ const& dq, DXX const& 
 template <class Space, class DX, class DV, class DL>
 void branch_accumulate_dx(Space const& space, DX const& dx, DV const& dv, DL const& dlin) {
   int const B = dx.extent_int(0), L = dx.extent_int(1), D = dx.extent_int(2);
-  Kokkos::parallel_for(
-      "hax::attn::sparse_branch::accumulate_dx", Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, L, D}),
+  core::for_each_row_major(
+      "hax::attn::sparse_branch::accumulate_dx", space, B, L, D,
       KOKKOS_LAMBDA(int b, int i, int d) { dx(b, i, d) += dv(b, i, d) + dlin(b, i, d); });
 }
 
@@ -66,8 +66,8 @@ void branch_lengths(Space const& space, Valid const& valid, int L, Len const& le
 template <class Space, class Mask, class Valid>
 void branch_copy_mask(Space const& space, Mask const& mask, Valid const& valid) {
   int const B = valid.extent_int(0), L = valid.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::attn::sparse_branch::copy_mask", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
+  core::for_each_row_major(
+      "hax::attn::sparse_branch::copy_mask", space, B, L,
       KOKKOS_LAMBDA(int b, int i) { valid(b, i) = mask(b, i) != 0 ? 1 : 0; });
 }
 
@@ -83,8 +83,8 @@ void branch_add_scalar(Space const& space, Total const& total, Part const& part)
 template <class Space, class In, class Out, class T>
 void branch_scale(Space const& space, In const& in, Out const& out, T alpha) {
   int const B = in.extent_int(0), R = in.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::attn::sparse_branch::scale", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, R}),
+  core::for_each_row_major(
+      "hax::attn::sparse_branch::scale", space, B, R,
       KOKKOS_LAMBDA(int b, int r) { out(b, r) = alpha * in(b, r); });
 }
 

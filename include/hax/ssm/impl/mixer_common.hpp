@@ -32,8 +32,8 @@ inline std::string mixer_prefix(std::string const& prefix) {
 template <class Space, class Src, class Dst>
 void split_columns(Space const& space, Src const& src, int offset, Dst const& dst) {
   int const M = dst.extent_int(0), C = dst.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::ssm::mixer_split", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {M, C}),
+  core::for_each_row_major(
+      "hax::ssm::mixer_split", space, M, C,
       KOKKOS_LAMBDA(int m, int c) { dst(m, c) = src(m, offset + c); });
 }
 
@@ -44,9 +44,8 @@ void place_columns(Space const& space, Src const& src, int offset, Dst const& ds
                    M const& maybe_mask) {
   int const Mr = src.extent_int(0), C = src.extent_int(1);
   bool const masked = maybe_mask.is_allocated();
-  Kokkos::parallel_for(
-      "hax::ssm::mixer_place",
-      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {Mr, C}),
+  core::for_each_row_major(
+      "hax::ssm::mixer_place", space, Mr, C,
       KOKKOS_LAMBDA(int m, int c) {
         typename Dst::non_const_value_type v = src(m, c);
         if (masked && maybe_mask(m) == 0) {
@@ -60,8 +59,8 @@ void place_columns(Space const& space, Src const& src, int offset, Dst const& ds
 template <class Space, class X, class M>
 void mask_rows(Space const& space, X const& x, M const& mask) {
   int const Mr = x.extent_int(0), C = x.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::ssm::mixer_mask", Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {Mr, C}),
+  core::for_each_row_major(
+      "hax::ssm::mixer_mask", space, Mr, C,
       KOKKOS_LAMBDA(int m, int c) {
         if (mask(m) == 0) {
           x(m, c) = 0;
@@ -73,9 +72,8 @@ void mask_rows(Space const& space, X const& x, M const& mask) {
 template <class Space, class X, class M, class Y>
 void masked_copy(Space const& space, X const& x, M const& mask, Y const& y) {
   int const Mr = x.extent_int(0), C = x.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::ssm::mixer_masked_copy",
-      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {Mr, C}),
+  core::for_each_row_major(
+      "hax::ssm::mixer_masked_copy", space, Mr, C,
       KOKKOS_LAMBDA(int m, int c) {
         using V = typename Y::non_const_value_type;
         y(m, c) = mask(m) == 0 ? V(0) : V(x(m, c));
@@ -104,9 +102,8 @@ template <class Space, class M, class Out>
 void copy_mask(Space const& space, M const& maybe_mask, Out const& out) {
   int const B = out.extent_int(0), L = out.extent_int(1);
   bool const has = maybe_mask.is_allocated();
-  Kokkos::parallel_for(
-      "hax::ssm::mixer_copy_mask",
-      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, L}),
+  core::for_each_row_major(
+      "hax::ssm::mixer_copy_mask", space, B, L,
       KOKKOS_LAMBDA(int b, int t) { out(b, t) = (!has || maybe_mask(b, t) != 0) ? 1 : 0; });
 }
 
@@ -117,9 +114,8 @@ template <class Space, class X, class W, class Bias, class Win, class Y>
 void conv_silu_step(Space const& space, X const& x, W const& w, Bias const& bias, Win const& window,
                     Y const& y) {
   int const B = x.extent_int(0), C = x.extent_int(1), K = w.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::ssm::mixer_conv_step",
-      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, C}),
+  core::for_each_row_major(
+      "hax::ssm::mixer_conv_step", space, B, C,
       KOKKOS_LAMBDA(int b, int c) {
         using V = typename Y::non_const_value_type;
         V pre = bias(c) + w(c, K - 1) * x(b, c);

@@ -31,9 +31,8 @@ inline constexpr int kHybridRowsPerChunk = 128;
 template <class Space, class A, class Bv, class S, class Y>
 void scale_add_forward(Space const& space, A const& a, Bv const& b, S const& scale, Y const& y) {
   int const M = y.extent_int(0), E = y.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::ssm::hybrid_combine",
-      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {M, E}),
+  core::for_each_row_major(
+      "hax::ssm::hybrid_combine", space, M, E,
       KOKKOS_LAMBDA(int m, int e) { y(m, e) = a(m, e) + b(m, e) * scale(e); });
 }
 
@@ -46,9 +45,8 @@ void scale_add_backward(Space const& space, DY const& dy, Bv const& b, S const& 
                         DS const& dscale) {
   int const M = dy.extent_int(0), E = dy.extent_int(1);
   int const chunks = (M + kHybridRowsPerChunk - 1) / kHybridRowsPerChunk;
-  Kokkos::parallel_for(
-      "hax::ssm::hybrid_combine_backward",
-      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {chunks, E}),
+  core::for_each_row_major(
+      "hax::ssm::hybrid_combine_backward", space, chunks, E,
       KOKKOS_LAMBDA(int c, int e) {
         using V = typename DB::non_const_value_type;
         int const begin = c * kHybridRowsPerChunk;
