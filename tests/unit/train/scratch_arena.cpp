@@ -16,6 +16,7 @@
 
 #include "support/compare.hpp"
 #include "support/test_space.hpp"
+#include "support/tiny_models.hpp"
 
 namespace {
 
@@ -121,18 +122,7 @@ TEST_CASE("train: the scratch arena changes nothing but the allocations (mamba)"
 #if HAX_MODELS_HAS_MAMBA2 && HAX_MODELS_HAS_SPARSE_BRANCH
 TEST_CASE("train: the scratch arena changes nothing but the allocations (mamba2 + HAX)",
           "[train][scratch][hybrid]") {
-  hax::models::ModelConfig c;
-  c.base = hax::models::Base::mamba2;
-  c.hidden_size = 8;
-  c.intermediate_size = 16;
-  c.num_heads = 2;
-  c.head_dim = 8;
-  c.state_size = 4;
-  c.chunk_size = 8;
-  c.num_hidden_layers = 2;
-  c.sparse_arch = "sign_bin_lsh+key_selection";
-  c.sparse_keys = 4;
-  c.num_hash = 2;
+  auto const c = hax::test::tiny_mamba2_hybrid();
   check_arena_is_invisible<
       hax::train::Trainer<space, float, hax::ssm::Mamba2Mixer<space, float>>>(c, 5);
 }
@@ -171,18 +161,7 @@ TEST_CASE("train: a warmed-up training step allocates no View (mamba2 + HAX)",
           "[train][scratch][hybrid]") {
   // On CUDA every View allocation and deallocation fences the device, so this is the test that
   // the step has no hidden host synchronisation from allocations.
-  hax::models::ModelConfig c;
-  c.base = hax::models::Base::mamba2;
-  c.hidden_size = 8;
-  c.intermediate_size = 16;
-  c.num_heads = 2;
-  c.head_dim = 8;
-  c.state_size = 4;
-  c.chunk_size = 8;
-  c.num_hidden_layers = 2;
-  c.sparse_arch = "sign_bin_lsh+key_selection";
-  c.sparse_keys = 4;
-  c.num_hash = 2;
+  auto const c = hax::test::tiny_mamba2_hybrid();
   hax::train::Trainer<space, float, hax::ssm::Mamba2Mixer<space, float>> trainer(
       c, arena_spec(), arena_train(true));
   for (int i = 0; i < 3; ++i) { trainer.train_step(); }  // warm-up: the arena grows, then merges

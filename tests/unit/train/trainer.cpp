@@ -23,6 +23,7 @@
 
 #include "support/compare.hpp"
 #include "support/test_space.hpp"
+#include "support/tiny_models.hpp"
 
 using Catch::Matchers::ContainsSubstring;
 using space = hax::test::test_space;
@@ -294,20 +295,7 @@ namespace {
 using HybridTrainer = hax::train::Trainer<space, float, hax::ssm::Mamba2Mixer<space, float>>;
 
 hax::models::ModelConfig tiny_hybrid(std::string semantics = "causal") {
-  hax::models::ModelConfig c;
-  c.base = hax::models::Base::mamba2;
-  c.hidden_size = 8;
-  c.intermediate_size = 16;
-  c.num_heads = 2;
-  c.head_dim = 8;
-  c.state_size = 4;
-  c.chunk_size = 8;
-  c.num_hidden_layers = 2;
-  c.sparse_arch = "sign_bin_lsh+key_selection";
-  c.sparse_keys = 4;
-  c.num_hash = 2;
-  c.semantics = std::move(semantics);
-  return c;
+  return hax::test::tiny_mamba2_hybrid(std::move(semantics));
 }
 
 }  // namespace
