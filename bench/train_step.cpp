@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+/// \file
+/// The end-to-end training step per model (forward, backward, AdamW) at the reference's shapes:
+/// batch 64 of joint-recall items padded to 1058 tokens (the reference protocol's data, generated
+/// on the device), through hax::train::Trainer::train_step on the default execution space.
+///
+/// Each case warms up three steps (the scratch arena grows, then merges), then times train_step
+/// with a fence after each call. Counters: tokens/s (B · 1057 positions per step), params, the
+/// scratch arena's high water (bytes), and vs_floor = the step time divided by 1 ms, the upper end
+/// of the physical floor of a mamba2 + HAX step on an H100 (about 0.3–1 ms: docs/performance.md).
+/// Usage: hax_bench_train_step [--benchmark_filter=mamba2] (on 2 OpenMP cores a step takes seconds).
+#include <hax/ssm/mamba2_mixer.hpp>
+#include <hax/ssm/mamba_mixer.hpp>
+#include <hax/train/trainer.hpp>
+
+#include <Kokkos_Core.hpp>
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+namespace {
+
+using Space = Kokkos::DefaultExecutionSpace;
+
+struct Case {
+  hax::models::Base base;
+  bool double_size;
+  char const* sparse;  // "" = none
+};
+
+hax::data::recall_spec reference_spec() {
+  auto spec = hax::data::make_spec(2, 5, 16);  // the reference's grid: n_c, n_k in 5..16
+  spec.items_per_combination[0] = 10000;
+  spec.items_per_combination[1] = 100;
+  spec.items_per_combination[2] = 100;
+  return spec;
+}
+
+template <class Mixer>
+void run(benchmark::State& state, Case const& c) {
+  auto mc = hax::models::reference_config(c.base, c.double_size);
+  mc.sparse_arch = c.sparse;
+  mc.validate();
+  hax::train::TrainConfig tc;
+  tc.batch = 64;
+  tc.steps = 1 << 30;
+  tc.eval_every = 1 << 30;
+  tc.progress = false;
+  hax::train::Trainer<Space, float, Mixer> trainer(mc, reference_spec(), tc);
+  for (int i = 0; i < 3; ++i) { trainer.train_step(); }
+  Kokkos::fence();
+  for (auto _ : state) {
+    trainer.train_step();
+    Kokkos::fence();
+  }
+  double const tokens = 64.0 * (trainer.spec().padded_length - 1);
+  using benchmark::Counter;
+  state.counters["tokens/s"] = Counter(tokens, Counter::kIsIterationInvariantRate, Counter::kIs1000);
+  state.counters["params"] = static_cast<double>(trainer.model().parameter_count());
+  state.counters["arena_bytes"] =
+      Counter(static_cast<double>(trainer.scratch_arena().high_water()), Counter::kDefaults,
+              Counter::kIs1024);
+  state.counters["vs_floor"] = Counter(1e-3, Counter::kIsIterationInvariantRate | Counter::kInvert);
+}
+
+// BENCHMARK_CAPTURE pastes the function name into identifiers, so it needs non-template names.
+void mamba2_step(benchmark::State& state, Case c) {
+  run<hax::ssm::Mamba2Mixer<Space, float>>(state, c);
+}
+void mamba_step(benchmark::State& state, Case c) {
+  run<hax::ssm::MambaMixer<Space, float>>(state, c);
+}
+
+using hax::models::Base;
+#define HAX_STEP_BENCH(fn, name, base, dbl, sparse)     \
+  BENCHMARK_CAPTURE(fn, name, Case{base, dbl, sparse}) \
+      ->Unit(benchmark::kMillisecond)                  \
+      ->UseRealTime()                                  \
+      ->MinTime(1.0)
+HAX_STEP_BENCH(mamba2_step, base, Base::mamba2, false, "");
+HAX_STEP_BENCH(mamba2_step, double_size, Base::mamba2, true, "");
+HAX_STEP_BENCH(mamba2_step, sign_bin_lsh_key_selection, Base::mamba2, false,
+               "sign_bin_lsh+key_selection");
+HAX_STEP_BENCH(mamba2_step, sliding_window_dilated, Base::mamba2, false, "sliding_window+dilated");
+HAX_STEP_BENCH(mamba_step, base, Base::mamba, false, "");
+HAX_STEP_BENCH(mamba_step, sign_bin_lsh_key_selection, Base::mamba, false,
+               "sign_bin_lsh+key_selection");
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Kokkos::ScopeGuard guard(argc, argv);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
