@@ -103,7 +103,7 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
                                                          rows);  // (B·L) do_i·o_i
   int const league = (rows + rows_per_team - 1) / rows_per_team;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_backward_dq", team_policy(space, league, Kokkos::AUTO),
+      "hax::attn::sparse_attention_backward_dq", row_team_policy(space, league),
       KOKKOS_LAMBDA(member const& team) {
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
           int const row = team.league_rank() * rows_per_team + r;
@@ -151,7 +151,7 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
   auto const offsets = lists.offsets;
   auto const queries = lists.queries;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_backward_dkdv", team_policy(space, league, Kokkos::AUTO),
+      "hax::attn::sparse_attention_backward_dkdv", row_team_policy(space, league),
       KOKKOS_LAMBDA(member const& team) {
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
           int const row = team.league_rank() * rows_per_team + r;
