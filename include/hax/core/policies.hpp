@@ -52,4 +52,15 @@ void for_each_row_major(char const* label, Space const& space, int n0, int n1, i
   }
 }
 
+/// One team per work item whose threads split a long loop (a reduction or scan over L or over
+/// rows): 128 threads on GPUs; on host backends one thread per team, so the loop runs in order.
+template <class Space>
+Kokkos::TeamPolicy<Space> long_loop_teams(Space const& space, int league) {
+  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+    return Kokkos::TeamPolicy<Space>(space, league, 1);
+  } else {
+    return Kokkos::TeamPolicy<Space>(space, league, 128);
+  }
+}
+
 }  // namespace hax::core

@@ -43,8 +43,7 @@ void key_selection_features(Space const& space, PlanSemantics semantics, Q const
   // per call in the H100/H200 training step (B·N = 2 048 threads; docs/perf_training_step.md).
   using policy = Kokkos::TeamPolicy<Space>;
   using member = typename policy::member_type;
-  constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
-  policy const teams = host ? policy(space, B * N, 1) : policy(space, B * N, 128);
+  auto const teams = core::long_loop_teams(space, B * N);
   Kokkos::parallel_for(
       "hax::attn::key_selection_features::prefix_sum", teams, KOKKOS_LAMBDA(member const& team) {
         int const b = team.league_rank() / N, n = team.league_rank() % N;

@@ -87,9 +87,8 @@ void ranking_targets(Space const& space, PlanSemantics semantics, Q const& q, K 
   // L·N and the kernel took 1.4 ms per call on an H100 (docs/perf_training_step.md).
   using policy = Kokkos::TeamPolicy<Space>;
   using member = typename policy::member_type;
-  constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
   int const league = B * kprime;
-  policy const teams = host ? policy(space, league, Kokkos::AUTO) : policy(space, league, 128);
+  auto const teams = core::long_loop_teams(space, league);
   Kokkos::parallel_for(
       "hax::attn::ranking_targets", teams, KOKKOS_LAMBDA(member const& team) {
         int const b = team.league_rank() / kprime, c = team.league_rank() % kprime;

@@ -36,10 +36,9 @@ void score_mlp_weight_grad(Space const& space, char const* label, Rows const& ro
   using T = typename DW::non_const_value_type;
   using policy = Kokkos::TeamPolicy<Space>;
   using member = typename policy::member_type;
-  constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
   int const B = rows.extent_int(0), R = rows.extent_int(1);
   int const league = O * (I + 1);
-  policy const teams = host ? policy(space, league, 1) : policy(space, league, 128);
+  auto const teams = core::long_loop_teams(space, league);
   Kokkos::parallel_for(
       label, teams, KOKKOS_LAMBDA(member const& team) {
         int const o = team.league_rank() / (I + 1), i = team.league_rank() % (I + 1);
