@@ -170,8 +170,9 @@ void attention(benchmark::State& state, Kind kind) {
       auto p = hax::attn::make_pattern<typename Space::memory_space>("sign_bin_lsh+key_selection", kk, L);
       auto const a = scattered_candidates(space, B, L, kk / 2);
       auto const b = scattered_candidates(space, B, L, kk / 2, 8);
-      p.set_candidates(hax::attn::PatternKind::sign_bin_lsh, a);
-      p.set_candidates(hax::attn::PatternKind::key_selection, b);
+      // As SparseBranch does: the second list deduplicated once against the first (plan time).
+      p.set_candidates(space, hax::attn::PatternKind::sign_bin_lsh, a);
+      p.set_candidates(space, hax::attn::PatternKind::key_selection, b);
       run<Space>(state, p, B, L, mode, 4.0 * (a.size() + b.size()));
       break;
     }

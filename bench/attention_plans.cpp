@@ -2,8 +2,8 @@
 /// \file
 /// Benchmarks of the data-dependent plan steps of sparse attention: LSH hashing (pre-hash
 /// transform + sign-bit hash of Q and K), LSH bucketing by sort vs by counting, the causal top-k'
-/// selection of key selection, the scoring MLP forward, and one ranking-loss step (candidate
-/// sampling, targets, loss, MLP backward). Shapes: the joint-recall batch B = 64, L = 1057, and
+/// selection of key selection, the union's plan-time deduplication of its two lists, the scoring
+/// MLP forward, and one ranking-loss step (candidate sampling, targets, loss, MLP backward). Shapes: the joint-recall batch B = 64, L = 1057, and
 /// longer sequences with B·L fixed at 67 648 tokens (B = 67 648 / L rounded down, at least 1).
 ///
 /// Counters per iteration: tokens (B·L) as a rate (tokens/s), FLOP (multiply-adds count 2) and
@@ -16,6 +16,7 @@
 #include <hax/attention/key_selection/score_mlp.hpp>
 #include <hax/attention/key_selection/topk.hpp>
 #include <hax/attention/lsh/bucketing.hpp>
+#include <hax/attention/pattern/names.hpp>
 
 #include <Kokkos_Core.hpp>
 #include <Kokkos_Random.hpp>
@@ -110,6 +111,32 @@ void BM_causal_topk(benchmark::State& state) {
   set_counters(state, double(B) * L, 0.0, double(B) * L * (4.0 + 8.0 * kprime));
 }
 
+/// The union's plan-time deduplication (RuntimePattern::set_candidates on an execution space) of
+/// sign_bin_lsh+key_selection: the key-selection list loses the keys the LSH list already holds,
+/// once per forward, instead of an O(k') check per key in every attention kernel. Two top-k'
+/// lists of independent random scores stand in for the plan steps' outputs: args (L, k').
+/// Iterations after the first see the list already deduplicated (the same scan, a few more -1).
+template <class Space>
+void BM_union_dedup(benchmark::State& state) {
+  int const L = static_cast<int>(state.range(0)), kprime = static_cast<int>(state.range(1));
+  int const B = batch_for(L);
+  Space space;
+  view2<Space, float> scores("scores", B, L);
+  view3<Space, int> first("first", B, L, kprime), second("second", B, L, kprime);
+  randomize(space, scores, 5);
+  hax::attn::causal_topk(space, scores, first);
+  randomize(space, scores, 6);
+  hax::attn::causal_topk(space, scores, second);
+  auto pattern = hax::attn::make_pattern<typename Space::memory_space>("sign_bin_lsh+key_selection", 2 * kprime, L);
+  pattern.set_candidates(hax::attn::PatternKind::sign_bin_lsh, first);
+  for (auto _ : state) {
+    pattern.set_candidates(space, hax::attn::PatternKind::key_selection, second);
+    space.fence();
+  }
+  // Reads both rows, writes the second: 12 bytes per slot; no arithmetic beyond comparisons.
+  set_counters(state, double(B) * L, 0.0, double(B) * L * kprime * 12.0);
+}
+
 /// Features + scoring MLP forward over all B·L rows: args (L, N).
 template <class Space>
 void BM_score_mlp_forward(benchmark::State& state) {
@@ -199,6 +226,7 @@ BENCHMARK_TEMPLATE(BM_lsh_hash, Space)->Apply(plan_args_ln);
 BENCHMARK_TEMPLATE(BM_lsh_bucketing, Space, hax::attn::BucketSort)->Apply(plan_args_lk);
 BENCHMARK_TEMPLATE(BM_lsh_bucketing, Space, hax::attn::BucketCount)->Apply(plan_args_lk);
 BENCHMARK_TEMPLATE(BM_causal_topk, Space)->Apply(plan_args_lk);
+BENCHMARK_TEMPLATE(BM_union_dedup, Space)->Apply(plan_args_lk);
 BENCHMARK_TEMPLATE(BM_score_mlp_forward, Space)->Apply(plan_args_ln);
 BENCHMARK_TEMPLATE(BM_ranking_step, Space)->Apply(plan_args_lnk);
 

@@ -205,17 +205,18 @@ class SparseBranch {
       impl::branch_copy_mask(space, pad_mask, s.valid);
     }
 
-    // Plan steps of the data-dependent parts.
+    // Plan steps of the data-dependent parts, in the name's order: each list is attached with the
+    // keys of the earlier parts removed, once, so the attention kernels need no per-key check.
     for (auto const& part : parts_) {
       int const kp = part.kprime;
       if (part.kind == PatternKind::sign_bin_lsh || part.kind == PatternKind::argmax_lsh) {
         auto const idx = uninitialized_view<int***>(space, "hax::attn::sparse_branch::lsh_idx", B, L, kp);
         lsh_plan_step(space, part.kind, ctx, s.q, s.k, idx);
-        s.pattern.set_candidates(part.kind, idx);
+        s.pattern.set_candidates(space, part.kind, idx);
       } else if (part.kind == PatternKind::key_selection) {
         auto const idx = uninitialized_view<int***>(space, "hax::attn::sparse_branch::ks_idx", B, L, kp);
         key_selection_step(space, store, prefix, ctx, ranking, kp, s, gate_loss, idx);
-        s.pattern.set_candidates(part.kind, idx);
+        s.pattern.set_candidates(space, part.kind, idx);
       }
     }
 

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "support/compare.hpp"
@@ -187,7 +188,77 @@ TEMPLATE_TEST_CASE("sparse attention matches dense masked attention: candidate l
     rh.set_candidates(hax::attn::PatternKind::sign_bin_lsh, h);
     rh.set_candidates(hax::attn::PatternKind::key_selection, h2);
     compare_with_reference<TestType>(rd, rh, B, L, N, Dv, 1.0, sem);
+    // The same union with the second list deduplicated once in the plan (what SparseBranch does).
+    auto once = hax::attn::make_pattern<test_memory_space>("sign_bin_lsh+key_selection", 2 * kmax, L);
+    once.set_candidates(test_space{}, hax::attn::PatternKind::sign_bin_lsh, to_device(h));
+    once.set_candidates(test_space{}, hax::attn::PatternKind::key_selection, to_device(h2));
+    compare_with_reference<TestType>(once, rh, B, L, N, Dv, 1.0, sem);
   }
+}
+
+/// Every slot's key() of `pattern` (B, L, max_keys_per_query) on the device, read back.
+template <class Pattern>
+std::vector<int> slot_keys(Pattern const& pattern, int B, int L) {
+  int const slots = pattern.max_keys_per_query();
+  v3<int> out("slot_keys", B, L, slots);  // (B, L, slots)
+  Kokkos::parallel_for(
+      "slot_keys", Kokkos::RangePolicy<test_space>(0, B * L), KOKKOS_LAMBDA(int row) {
+        int const b = row / L, q = row % L;
+        for (int j = 0; j < slots; ++j) { out(b, q, j) = pattern.key(b, q, j); }
+      });
+  auto const h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, out);
+  return {h.data(), h.data() + h.size()};
+}
+
+TEST_CASE("a union's lists deduplicated once per plan keep every row and drop the per-key check",
+          "[attention][sparse]") {
+  test_space space;
+  int const B = 2, L = 50, kp = 12;
+  auto const h1 = random_candidates(B, L, kp, 21), h2 = random_candidates(B, L, kp, 22);
+  for (std::string const name : {"sign_bin_lsh+key_selection", "sliding_window+key_selection",
+                                 "key_selection+dilated+sign_bin_lsh"}) {
+    DYNAMIC_SECTION(name) {
+      int const parts = static_cast<int>(hax::attn::parse_pattern_name(name, kp).size());
+      auto checked = hax::attn::make_pattern<test_memory_space>(name, parts * kp, L, 64);
+      auto once = checked;
+      auto const d2 = to_device(h2);
+      std::vector<hax::attn::PatternKind> lists;
+      for (int p = 0; p < checked.num_parts; ++p) {
+        if (hax::attn::is_data_dependent(checked.parts[p].kind)) { lists.push_back(checked.parts[p].kind); }
+      }
+      std::vector<v3<int>> owned;  // the lists `once` deduplicates in place
+      for (std::size_t i = 0; i < lists.size(); ++i) {
+        auto const& h = i == 0 ? h1 : h2;
+        checked.set_candidates(lists[i], to_device(h));
+        owned.push_back(to_device(h));
+        once.set_candidates(space, lists[i], owned.back());
+      }
+      space.fence();
+      // The same key in every slot: a key an earlier part allows was -1 in `checked` through the
+      // per-key check and is -1 in `once` because its list now says so.
+      auto const a = slot_keys(checked, B, L), b = slot_keys(once, B, L);
+      REQUIRE(a.size() == b.size());
+      CHECK(std::equal(a.begin(), a.end(), b.begin()));
+      // And the overlap was real: some list slots were rewritten to -1 by the plan-time pass.
+      std::size_t dropped = 0;
+      for (std::size_t i = 0; i < lists.size(); ++i) {
+        auto const& before = i == 0 ? h1 : h2;
+        auto const after = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, owned[i]);
+        for (std::size_t e = 0; e < after.size(); ++e) { dropped += before.data()[e] != after.data()[e]; }
+      }
+      bool const first_is_list = hax::attn::is_data_dependent(checked.parts[0].kind);
+      CHECK(dropped > 0);
+      CHECK(once.disjoint[0] == first_is_list);  // part 0 has nothing earlier to check against
+    }
+  }
+}
+
+TEST_CASE("deduplicating a list before the earlier lists are attached is refused", "[attention][sparse]") {
+  test_space space;
+  auto pattern = hax::attn::make_pattern<test_memory_space>("sign_bin_lsh+key_selection", 8, 20);
+  auto const idx = to_device(random_candidates(1, 20, 4, 3));
+  CHECK_THROWS_WITH(pattern.set_candidates(space, hax::attn::PatternKind::key_selection, idx),
+                    Catch::Matchers::ContainsSubstring("'sign_bin_lsh', whose candidates are not attached yet"));
 }
 
 TEMPLATE_TEST_CASE("sparse attention with a pad mask", "[attention][sparse]", float, double) {

@@ -23,6 +23,7 @@
 #include <array>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace hax::attn {
@@ -89,6 +90,11 @@ inline std::vector<PatternPart> parse_pattern_name(std::string_view name, int k)
 /// A union of up to max_pattern_parts parts chosen at run time; satisfies sparse_pattern.
 /// Part p's candidates occupy slots [offset_p, offset_p + size_p); a candidate an earlier part
 /// already allows is written as -1, so no key is visited twice (as Union).
+///
+/// That check costs O(k') per key when an earlier part is a list, and every kernel pass repeats it
+/// (forward, backward, the gather's transposition). set_candidates(space, kind, idx) does it once
+/// per plan instead: it writes -1 into the part's own list for the keys earlier parts allow, and
+/// key() then skips the check for that part.
 template <class MemorySpace = Kokkos::DefaultExecutionSpace::memory_space>
 struct RuntimePattern {
   /// One part: its kind, the static pattern's parameters, or the index of its candidate list.
@@ -101,6 +107,7 @@ struct RuntimePattern {
   Part parts[max_pattern_parts] = {};           // (num_parts)
   CandidateList<MemorySpace> lists[2] = {};     // (at most two data-dependent parts)
   int list_kprime[2] = {0, 0};                  // the k' each list must have (its extent 2)
+  bool disjoint[max_pattern_parts] = {};        // part p's list holds no key an earlier part allows
 
   /// Host check before a launch: every data-dependent part has a list of shape (B, L, k').
   void check(int B, int L) const {
@@ -123,11 +130,53 @@ struct RuntimePattern {
                       "idx extent 2 (", idx.extent(2), ") must equal the part's k' = ",
                       list_kprime[parts[p].a]);
         lists[parts[p].a] = CandidateList<MemorySpace>(idx);
+        disjoint[p] = false;
         return;
       }
     }
     core::require(false, "hax::attn::RuntimePattern::set_candidates", "the pattern has no part '",
                   pattern_part_names[int(kind)], "' that takes candidates");
+  }
+  /// Attaches idx (B, L, k') as set_candidates(kind, idx) does, after writing -1 into idx, on
+  /// `space`, for each key that an earlier part already allows: the union's rows are unchanged,
+  /// and the kernels no longer check this part's keys against the earlier parts (O(k') per key
+  /// when an earlier part is a list). The earlier data-dependent parts must be attached first.
+  /// Modifies idx; asynchronous on `space`. O(B·L·k'·(earlier parts' allows)) once per plan.
+  template <class ExecSpace, class Idx>
+    requires(bool(Kokkos::SpaceAccessibility<ExecSpace, MemorySpace>::accessible))
+  void set_candidates(ExecSpace const& space, PatternKind kind, Idx const& idx) {
+    static_assert(Idx::rank() == 3 && std::is_same_v<typename Idx::non_const_value_type, int>,
+                  "hax::attn::RuntimePattern::set_candidates: idx must be a rank-3 View of int");
+    set_candidates(kind, idx);
+    int part = 0;
+    while (parts[part].kind != kind) { ++part; }
+    for (int e = 0; e < part; ++e) {
+      core::require(!is_data_dependent(parts[e].kind) || lists[parts[e].a].idx.size() > 0,
+                    "hax::attn::RuntimePattern::set_candidates", "part '", pattern_part_names[int(kind)],
+                    "' is deduplicated against the earlier part '", pattern_part_names[int(parts[e].kind)],
+                    "', whose candidates are not attached yet");
+    }
+    if (part > 0 && idx.size() > 0) {
+      int const L = idx.extent_int(1), kp = idx.extent_int(2);
+      RuntimePattern const earlier = *this;  // by value into the kernel: only parts [0, part) are read
+      Kokkos::parallel_for(
+          "hax::attn::RuntimePattern::drop_repeated_candidates",
+          Kokkos::RangePolicy<ExecSpace>(space, 0, idx.extent(0) * idx.extent(1)),
+          KOKKOS_LAMBDA(std::size_t row) {
+            int const b = static_cast<int>(row / L), q = static_cast<int>(row % L);
+            for (int j = 0; j < kp; ++j) {
+              int const k = idx(b, q, j);
+              if (k < 0) { continue; }
+              for (int e = 0; e < part; ++e) {
+                if (earlier.part_allows(e, b, q, k)) {
+                  idx(b, q, j) = -1;
+                  break;
+                }
+              }
+            }
+          });
+    }
+    disjoint[part] = true;
   }
 
   KOKKOS_FUNCTION int part_size(int p) const {
@@ -175,7 +224,7 @@ struct RuntimePattern {
       int const size = part_size(p);
       if (j < offset + size) {
         int const k = part_key(p, b, q, j - offset);
-        if (k < 0) { return -1; }
+        if (k < 0 || disjoint[p]) { return k; }
         for (int e = 0; e < p; ++e) {
           if (part_allows(e, b, q, k)) { return -1; }
         }
