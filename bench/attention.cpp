@@ -29,6 +29,8 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "support/run.hpp"
+
 namespace {
 
 /// B·L: 2^16 by default (the sweep fits a few minutes on 2 cores); HAX_BENCH_ATTN_TOKENS=1048576
@@ -219,10 +221,4 @@ BENCHMARK_CAPTURE(sparse_attention, dense_causal, Kind::full)->Apply(dense_args)
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }

@@ -19,6 +19,8 @@
 
 #include <string>
 
+#include "support/run.hpp"
+
 namespace {
 
 constexpr int kB = 64;
@@ -88,10 +90,4 @@ BENCHMARK_CAPTURE(sparse_branch, full, std::string("full"))->Unit(benchmark::kMi
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }

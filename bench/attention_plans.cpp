@@ -24,6 +24,8 @@
 
 #include <cstdint>
 
+#include "support/run.hpp"
+
 namespace {
 
 constexpr int kTokens = 64 * 1057;  // B·L of the joint-recall batch
@@ -232,11 +234,4 @@ BENCHMARK_TEMPLATE(BM_ranking_step, Space)->Apply(plan_args_lnk);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) { return 1; }
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }

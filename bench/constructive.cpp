@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "support/run.hpp"
+
 namespace {
 
 using hax::data::recall_spec;
@@ -179,11 +181,4 @@ BENCHMARK_TEMPLATE(BM_solver_step, Space)->Apply(step_sizes);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) { return 1; }
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }

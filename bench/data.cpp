@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "support/run.hpp"
+
 namespace {
 
 using hax::data::recall_spec;
@@ -90,14 +92,12 @@ void BM_train_split_full(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  using Space = Kokkos::DefaultHostExecutionSpace;
-  benchmark::RegisterBenchmark("data/generate_batch", BM_generate_batch<Space>)
-      ->Arg(1024)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime();
-  benchmark::RegisterBenchmark("data/train_split_full", BM_train_split_full<Space>)
-      ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return hax::bench::run_benchmarks(argc, argv, [] {
+    using Space = Kokkos::DefaultHostExecutionSpace;
+    benchmark::RegisterBenchmark("data/generate_batch", BM_generate_batch<Space>)
+        ->Arg(1024)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("data/train_split_full", BM_train_split_full<Space>)
+        ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+    return 0;
+  });
 }

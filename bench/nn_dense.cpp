@@ -21,6 +21,8 @@
 
 #include <cstdint>
 
+#include "support/run.hpp"
+
 namespace {
 
 constexpr int kBatch = 64;
@@ -305,10 +307,4 @@ BENCHMARK(tied_output_backward<space_t>)->ArgNames({"D"})->Arg(64)->Arg(128)->Ar
 BENCHMARK(cross_entropy<space_t>)->ArgNames({"mode"})->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(accuracy<space_t>)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }

@@ -20,6 +20,9 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <memory>
+
+#include "support/run.hpp"
 
 namespace {
 
@@ -275,13 +278,11 @@ void register_benchmarks() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  using space_t = Kokkos::DefaultExecutionSpace;
-  Kokkos::Random_XorShift64_Pool<space_t> pool(20261122);
-  random_pool<space_t> = &pool;
-  benchmark::Initialize(&argc, argv);
-  register_benchmarks<Kokkos::DefaultExecutionSpace>();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return hax::bench::run_benchmarks(argc, argv, [] {
+    using space_t = Kokkos::DefaultExecutionSpace;
+    auto pool = std::make_unique<Kokkos::Random_XorShift64_Pool<space_t>>(20261122);
+    random_pool<space_t> = pool.get();
+    register_benchmarks<space_t>();
+    return pool;
+  });
 }

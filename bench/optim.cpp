@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "support/run.hpp"
+
 namespace {
 
 template <class Space, class T>
@@ -138,10 +140,4 @@ BENCHMARK(adamw_device_driven<space_t>)->ArgName("n")->Arg(kMamba2Hax)->Arg(kTen
 BENCHMARK(zero_grad<space_t>)->ArgName("n")->Arg(kMamba2Hax)->Arg(kTenMillion)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(grad_norm<space_t>)->ArgName("n")->Arg(kMamba2Hax)->Arg(kTenMillion)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }

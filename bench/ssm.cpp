@@ -22,6 +22,8 @@
 #include <hax/ssm/ssd.hpp>
 #include <string>
 
+#include "support/run.hpp"
+
 namespace {
 
 using T = float;
@@ -232,11 +234,9 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  copy_bandwidth = measure_copy_bandwidth<Kokkos::DefaultExecutionSpace>();
-  register_all<Kokkos::DefaultExecutionSpace>();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return hax::bench::run_benchmarks(argc, argv, [] {
+    copy_bandwidth = measure_copy_bandwidth<Kokkos::DefaultExecutionSpace>();
+    register_all<Kokkos::DefaultExecutionSpace>();
+    return 0;
+  });
 }

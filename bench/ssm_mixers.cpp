@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <string>
 
+#include "support/run.hpp"
+
 namespace {
 
 using Counter = benchmark::Counter;
@@ -156,11 +158,9 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  register_all<Kokkos::DefaultExecutionSpace>();
-  register_hybrid<Kokkos::DefaultExecutionSpace>();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return hax::bench::run_benchmarks(argc, argv, [] {
+    register_all<Kokkos::DefaultExecutionSpace>();
+    register_hybrid<Kokkos::DefaultExecutionSpace>();
+    return 0;
+  });
 }

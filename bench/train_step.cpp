@@ -18,6 +18,8 @@
 
 #include <string>
 
+#include "support/run.hpp"
+
 namespace {
 
 using Space = Kokkos::DefaultExecutionSpace;
@@ -88,10 +90,4 @@ HAX_STEP_BENCH(mamba_step, sign_bin_lsh_key_selection, Base::mamba, false,
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard guard(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }

@@ -27,6 +27,7 @@
 #include <hax/attention/sparse_attention.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/scratch.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/init.hpp>
 #include <hax/nn/linear.hpp>
@@ -140,9 +141,9 @@ class SparseBranch {
     }
   }
 
-  /// Everything backward needs; O(B·L·(N + k)) memory (plus the MLP's (B, L, 2N) activations
-  /// in training with key selection). x and attn are kept by reference: the caller keeps them
-  /// alive and unchanged until backward.
+  /// Everything backward needs; O(B·L·(N + k)) memory (plus, in training with key selection, the
+  /// MLP's input and activations at the ranking loss's B·k' rows only). x and attn are kept by
+  /// reference: the caller keeps them alive and unchanged until backward.
   struct Saved {
     view<T const***> x;            // (B, L, d_inner) the input (V), by reference
     view<T const***> attn;         // (B, L, d_inner) the forward's output, by reference
@@ -152,8 +153,9 @@ class SparseBranch {
     view<int**> valid;             // (B, L) 1 = real token; empty when there was no pad mask
     RuntimePattern<memory_space> pattern;  // with the plan steps' candidate lists (B, L, k')
     bool ranking = false;          // the ranking loss was computed (training with key selection)
-    view<T***> feat;               // (B, L, 2N) MLP input (ranking only)
-    typename mlp_type::Saved mlp;  // (B, L, 2N) ×2 hidden activations (ranking only)
+    view<T***> feat;               // (B, k', 2N) MLP input at the candidates (ranking only)
+    typename mlp_type::Saved mlp;  // (B, k', 2N) ×2 hidden activations at them (ranking only)
+    view<int**> rows;              // (B, k') a, or -1 for an empty candidate: rows of feat, mlp
     view<int**> cand;              // (B, k') sampled candidates (ranking only)
     view<T**> ds;                  // (B, k') dLoss/ds of the ranking loss (ranking only)
   };
@@ -192,13 +194,16 @@ class SparseBranch {
 
     // [K, Q] = split(x · W_xxᵀ), K scaled by 1/√N so that the logits are q·k/√N.
     auto const w_xx = store.template value<2>(prefix + "xx_proj.weight");  // (2N, d_inner)
-    auto const xx = uninitialized_view<T***>(space, "hax::attn::sparse_branch::xx", B, L, 2 * N);  // (B, L, 2N)
-    view<T*> const no_bias;                                                                         // (0)
-    nn::linear_forward(space, nn::as_rows(x), w_xx, no_bias, nn::as_rows(xx));
     s.k = uninitialized_view<T***>(space, "hax::attn::sparse_branch::k", B, L, N);
     s.q = uninitialized_view<T***>(space, "hax::attn::sparse_branch::q", B, L, N);
-    T const inv_sqrt_n = T(1) / static_cast<T>(std::sqrt(static_cast<double>(N)));
-    impl::branch_split_kq(space, xx, s.k, s.q, inv_sqrt_n);
+    {
+      core::ScratchFrame<memory_space> frame;  // the packed projection dies once split
+      auto const xx = uninitialized_view<T***>(space, "hax::attn::sparse_branch::xx", B, L, 2 * N);  // (B, L, 2N)
+      view<T*> const no_bias;                                                                         // (0)
+      nn::linear_forward(space, nn::as_rows(x), w_xx, no_bias, nn::as_rows(xx));
+      T const inv_sqrt_n = T(1) / static_cast<T>(std::sqrt(static_cast<double>(N)));
+      impl::branch_split_kq(space, xx, s.k, s.q, inv_sqrt_n);
+    }
 
     if (has_mask) {
       s.valid = uninitialized_view<int**>(space, "hax::attn::sparse_branch::valid", B, L);
@@ -211,7 +216,10 @@ class SparseBranch {
       int const kp = part.kprime;
       if (part.kind == PatternKind::sign_bin_lsh || part.kind == PatternKind::argmax_lsh) {
         auto const idx = uninitialized_view<int***>(space, "hax::attn::sparse_branch::lsh_idx", B, L, kp);
-        lsh_plan_step(space, part.kind, ctx, s.q, s.k, idx);
+        {
+          core::ScratchFrame<memory_space> frame;  // hashes, buckets and sort keys die with the plan
+          lsh_plan_step(space, part.kind, ctx, s.q, s.k, idx);
+        }
         s.pattern.set_candidates(space, part.kind, idx);
       } else if (part.kind == PatternKind::key_selection) {
         auto const idx = uninitialized_view<int***>(space, "hax::attn::sparse_branch::ks_idx", B, L, kp);
@@ -255,32 +263,39 @@ class SparseBranch {
                   dattn.extent(2), ") and dx (", dx.extent(0), ", ", dx.extent(1), ", ", dx.extent(2),
                   ") must be (B, L, d_inner) = (", B, ", ", L, ", ", D, ") of the forward");
 
+    // Each temporary is released as soon as it has been added into dx (scratch frames), so the
+    // branch's peak is one (B, L, d_inner) gradient at a time.
     auto const dq = uninitialized_view<T***>(space, "hax::attn::sparse_branch::dq", B, L, N);    // (B, L, N)
     auto const dk = uninitialized_view<T***>(space, "hax::attn::sparse_branch::dk", B, L, N);    // (B, L, N)
-    auto const dv = uninitialized_view<T***>(space, "hax::attn::sparse_branch::dv", B, L, D);    // (B, L, d_inner)
-    AttentionOptions const opts{1.0, config_.semantics};
-    if (saved.valid.is_allocated()) {
-      sparse_attention_backward(space, saved.pattern, saved.q, saved.k, saved.x, saved.valid, saved.attn,
-                                saved.lse, dattn, dq, dk, dv, opts);
-    } else {
-      sparse_attention_backward(space, saved.pattern, saved.q, saved.k, saved.x, saved.attn, saved.lse, dattn,
-                                dq, dk, dv, opts);
+    {
+      core::ScratchFrame<memory_space> frame;  // dv and the attention backward's own lists
+      auto const dv = uninitialized_view<T***>(space, "hax::attn::sparse_branch::dv", B, L, D);  // (B, L, d_inner)
+      AttentionOptions const opts{1.0, config_.semantics};
+      if (saved.valid.is_allocated()) {
+        sparse_attention_backward(space, saved.pattern, saved.q, saved.k, saved.x, saved.valid, saved.attn,
+                                  saved.lse, dattn, dq, dk, dv, opts);
+      } else {
+        sparse_attention_backward(space, saved.pattern, saved.q, saved.k, saved.x, saved.attn, saved.lse,
+                                  dattn, dq, dk, dv, opts);
+      }
+      impl::branch_accumulate_dx(space, dx, dv);  // x feeds V directly
     }
     auto const dxx = uninitialized_view<T***>(space, "hax::attn::sparse_branch::dxx", B, L, 2 * N);  // (B, L, 2N)
     T const inv_sqrt_n = T(1) / static_cast<T>(std::sqrt(static_cast<double>(N)));
     impl::branch_pack_dxx(space, dk, dq, dxx, inv_sqrt_n);
+    core::ScratchFrame<memory_space> frame;  // dlin
     auto const dlin = uninitialized_view<T***>(space, "hax::attn::sparse_branch::dlin", B, L, D);  // (B, L, d_inner)
     view<T*> const no_bias;                                                                          // (0)
     nn::linear_backward(space, nn::as_rows(dxx), nn::as_rows(saved.x),
                         store.template value<2>(prefix + "xx_proj.weight"), nn::as_rows(dlin),
                         store.template grad<2>(prefix + "xx_proj.weight"), no_bias);
-    impl::branch_accumulate_dx(space, dx, dv, dlin);
+    impl::branch_accumulate_dx(space, dx, dlin);  // and the xx projection
 
     if (saved.ranking) {
       int const kp = saved.cand.extent_int(1);
       auto const ds = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ds_scaled", B, kp);  // (B, k')
       impl::branch_scale(space, saved.ds, ds, static_cast<T>(ctx.gate_loss_weight));
-      mlp_type{}.backward(space, mlp_params(store, prefix, false), saved.feat, saved.mlp, saved.cand, ds,
+      mlp_type{}.backward(space, mlp_params(store, prefix, false), saved.feat, saved.mlp, saved.rows, ds,
                           mlp_params(store, prefix, true));
     }
   }
@@ -325,33 +340,43 @@ class SparseBranch {
 
   /// The key-selection plan: features [K, normalised prefix sum of Q] (detached), MLP scores,
   /// causal top-k' into idx (B, L, k'); in training also the ranking loss (+= into gate_loss) and
-  /// what its backward needs (kept in s).
+  /// what its backward needs (kept in s: the MLP's input and activations at the k' sampled rows
+  /// per sequence, so that the (B, L, ·) ones are scratch that dies with this call).
   template <class Loss, class Idx>
   void key_selection_step(Space const& space, nn::ParameterStore<Space, T> const& store, std::string const& prefix,
                           StepContext const& ctx, bool ranking, int kp, Saved& s, Loss const& gate_loss,
                           Idx const& idx) const {
     int const B = s.q.extent_int(0), L = s.q.extent_int(1), N = config_.state_size;
+    auto const params = mlp_params(store, prefix, false);
+    int const hidden = params.w1.extent_int(0);
+    if (ranking) {  // kept for the backward: taken before the frame below
+      s.cand = uninitialized_view<int**>(space, "hax::attn::sparse_branch::ks_cand", B, kp);
+      s.ds = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ks_ds", B, kp);
+      s.rows = uninitialized_view<int**>(space, "hax::attn::sparse_branch::ks_rows", B, kp);
+      s.feat = uninitialized_view<T***>(space, "hax::attn::sparse_branch::ks_feat_rows", B, kp, 2 * N);
+      s.mlp = typename mlp_type::Saved{
+          uninitialized_view<T***>(space, "hax::attn::sparse_branch::ks_h1_rows", B, kp, hidden),
+          uninitialized_view<T***>(space, "hax::attn::sparse_branch::ks_h2_rows", B, kp, hidden)};
+    }
+    core::ScratchFrame<memory_space> frame;  // the (B, L, ·) features, scores and activations
     auto const feat = uninitialized_view<T***>(space, "hax::attn::sparse_branch::ks_feat", B, L, 2 * N);  // (B, L, 2N)
     key_selection_features(space, config_.semantics, s.q, s.k, feat);
     auto const scores = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ks_scores", B, L);  // (B, L)
-    auto const params = mlp_params(store, prefix, false);
-    auto mlp_saved = mlp_type{}.forward(space, params, feat, scores);
+    auto const mlp_all = mlp_type{}.forward(space, params, feat, scores);
     causal_topk(space, scores, idx);
     if (!ranking) { return; }
     auto const lengths = uninitialized_view<int*>(space, "hax::attn::sparse_branch::lengths", B);  // (B)
     impl::branch_lengths(space, s.valid, L, lengths);
-    s.cand = uninitialized_view<int**>(space, "hax::attn::sparse_branch::ks_cand", B, kp);
     sample_candidates(space, lengths, ctx.seed, static_cast<std::uint64_t>(ctx.layer), ctx.step, s.cand);
     auto const targets = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ks_targets", B, kp);  // (B, k')
     ranking_targets(space, config_.semantics, s.q, s.k, lengths, s.cand, targets);
     using R = typename Loss::non_const_value_type;
     auto const loss = uninitialized_view<R>(space, "hax::attn::sparse_branch::ranking_loss");  // () overwritten
-    s.ds = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ks_ds", B, kp);
     ranking_loss(space, scores, s.cand, targets, loss, s.ds);
     impl::branch_add_scalar(space, gate_loss, loss);
+    impl::branch_gather_ranking_rows(space, s.cand, feat, mlp_all.h1, mlp_all.h2, s.feat, s.mlp.h1,
+                                     s.mlp.h2, s.rows);
     s.ranking = true;
-    s.feat = feat;
-    s.mlp = mlp_saved;
   }
 
  private:

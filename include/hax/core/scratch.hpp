@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// \file
-/// hax::core::ScratchArena and ScratchScope: per-step scratch memory without per-step allocation.
+/// hax::core::ScratchArena, ScratchScope and ScratchFrame: per-step scratch memory without per-step
+/// allocation, released piece by piece within a step.
 ///
 /// Why: on CUDA, Kokkos allocates every managed View with cudaMalloc and frees it with cudaFree,
 /// and fences the device around both. The ops allocate their temporaries and saved activations
@@ -29,6 +30,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,14 +75,38 @@ class ScratchArena {
     std::byte* const p = blocks_.back().base + offset_;
     offset_ += size;
     used_ += size;
+    taken_ += size;
+    high_water_ = std::max(high_water_, used_);
     return p;
+  }
+
+  /// A point to release back to: everything taken after it is freed by release(mark).
+  struct Mark {
+    std::size_t blocks = 0;  // blocks held when the mark was taken
+    std::size_t offset = 0;  // bytes taken from the last of them
+    std::size_t used = 0;    // bytes taken since the last reset
+  };
+  Mark mark() const { return Mark{blocks_.size(), offset_, used_}; }
+
+  /// Frees everything taken since `m` (marks are released last in, first out): the next takes
+  /// reuse that memory. Safe for memory still read or written by queued kernels as long as the
+  /// next users run on the same in-order execution-space instance (the arena's ordering rule
+  /// above). While the arena is still growing (a block was added since `m`) only the accounting
+  /// goes back; the memory is reused from the next step on, once reset() has merged the blocks into
+  /// one of the high-water size, which counts live bytes, so a step of the same shapes then fits.
+  void release(Mark const& m) {
+    if (m.used > used_) {
+      throw std::logic_error("hax::core::ScratchArena::release: the mark is newer than the arena's "
+                             "state (marks must be released last in, first out, within one step)");
+    }
+    used_ = m.used;
+    if (blocks_.size() == m.blocks) offset_ = m.offset;
   }
 
   /// Starts a new step: every View taken so far becomes invalid. If the last step needed more than
   /// one block, they are replaced by one block of the high-water size (fencing first, as the old
   /// blocks may still be in use by queued kernels; this happens only while the arena grows).
   void reset() {
-    high_water_ = std::max(high_water_, used_);
     if (blocks_.size() > 1) {
       Kokkos::fence("hax::core::ScratchArena::reset (consolidating blocks)");
       blocks_.clear();
@@ -88,6 +114,7 @@ class ScratchArena {
     }
     offset_ = 0;
     used_ = 0;
+    taken_ = 0;
   }
 
   /// Usable bytes of the blocks held now.
@@ -96,10 +123,14 @@ class ScratchArena {
     for (auto const& b : blocks_) c += b.size;
     return c;
   }
-  /// Bytes taken since the last reset (alignment included).
+  /// Bytes taken since the last reset and not released (alignment included).
   std::size_t used() const { return used_; }
-  /// The most bytes taken between two resets so far (alignment included).
-  std::size_t high_water() const { return std::max(high_water_, used_); }
+  /// Bytes taken since the last reset, released ones included: what the step would hold at its
+  /// end without releases (compare with high_water() to see what the frames reuse).
+  std::size_t taken() const { return taken_; }
+  /// The most bytes live at once between two resets so far (alignment included): takes minus
+  /// releases, at their peak.
+  std::size_t high_water() const { return high_water_; }
   /// Blocks ever allocated; stops growing once the arena has warmed up.
   std::size_t block_allocations() const { return block_allocations_; }
   std::string const& label() const { return label_; }
@@ -130,7 +161,8 @@ class ScratchArena {
   std::string label_;
   std::vector<Block> blocks_;  // takes come from the last one
   std::size_t offset_ = 0;     // bytes taken from the last block
-  std::size_t used_ = 0;       // bytes taken from all blocks since the last reset
+  std::size_t used_ = 0;       // bytes taken from all blocks since the last reset, not released
+  std::size_t taken_ = 0;      // bytes taken since the last reset, released ones included
   std::size_t high_water_ = 0;
   std::size_t block_allocations_ = 0;
 };
@@ -168,6 +200,29 @@ class ScratchScope {
 
  private:
   ScratchArena<MemorySpace>* previous_;
+};
+
+/// Frees, when it goes out of scope, everything taken since its construction from the arena that
+/// was active for `MemorySpace` then (nothing without an active arena): the temporaries of one
+/// piece of a step, such as one layer's backward, so that the next piece reuses their memory and
+/// the step's peak is the largest piece rather than the sum. Only for Views that die inside the
+/// frame: anything the caller or a later backward reads must be taken before the frame begins.
+/// Frames nest (last in, first out) and live inside one ScratchScope.
+template <class MemorySpace>
+class ScratchFrame {
+ public:
+  ScratchFrame() : arena_(active_arena<MemorySpace>()) {
+    if (arena_ != nullptr) mark_ = arena_->mark();
+  }
+  ~ScratchFrame() {
+    if (arena_ != nullptr && arena_ == active_arena<MemorySpace>()) arena_->release(mark_);
+  }
+  ScratchFrame(ScratchFrame const&) = delete;
+  ScratchFrame& operator=(ScratchFrame const&) = delete;
+
+ private:
+  ScratchArena<MemorySpace>* arena_;
+  typename ScratchArena<MemorySpace>::Mark mark_{};
 };
 
 }  // namespace hax::core

@@ -16,6 +16,7 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/scratch.hpp>
 #include <hax/core/policies.hpp>
 #include <hax/models/block.hpp>
 #include <hax/models/config.hpp>
@@ -271,6 +272,8 @@ class Model {
     for (int i = num_layers() - 1; i >= 0; --i) {
       StepContext c = ctx;
       c.layer = i;
+      // One layer's backward temporaries are dead once it returns: the next layer reuses them.
+      core::ScratchFrame<typename Space::memory_space> frame;
       blocks_[i].backward(space, store_, ws.saved[i], ws.h[i], ws.rstd[i], ws.dh, ws.scratch, c);
     }
     nn::embedding_backward(space, tokens, ws.dh, demb);

@@ -20,6 +20,7 @@
 #include <Kokkos_Core.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/scratch.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/conv1d.hpp>
 #include <hax/nn/init.hpp>
@@ -135,8 +136,7 @@ class Mamba2Mixer {
     view<T***> Cm;              // (B, L, N)
     view<T*> A;                 // (H) −exp(A_log)
     view<T***> scan;            // (B, L, E) the SSD output (+ attn ⊙ E with the branch)
-    view<T**> rstd;             // (B, L) of the gated RMSNorm
-    view<T***> normed;          // (B, L, E) out_proj's input
+    view<T**> rstd;             // (B, L) of the gated RMSNorm (out_proj's input is recomputed)
     SsdSaved<T, memory_space> ssd_saved;  // (B, H, n_chunks, P, N) chunk states
     typename impl::HybridBranch<Space, T>::Saved hybrid;  // the branch's (only with `sparse`)
   };
@@ -170,28 +170,36 @@ class Mamba2Mixer {
     } else {
       s.xm = x;
     }
-    auto const zxbcdt =
-        uninitialized_view<T***>(space, "hax::ssm::mamba2_zxbcdt", B, L, proj_width());
-    nn::linear_forward(space, nn::as_rows(s.xm), store.template value<2>(p + "in_proj.weight"),
-                       view<T*>(), nn::as_rows(zxbcdt));
+    // The packed projection and the packed conv output die once split: each lives in a scratch
+    // frame taken after the saved pieces, so the next frame reuses its memory.
     s.z = uninitialized_view<T***>(space, "hax::ssm::mamba2_z", B, L, E);
     s.xbc = uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc", B, L, conv_width());
     s.dt = uninitialized_view<T***>(space, "hax::ssm::mamba2_dt", B, L, H);
-    impl::split_columns(space, nn::as_rows(zxbcdt), 0, nn::as_rows(s.z));
-    impl::split_columns(space, nn::as_rows(zxbcdt), E, nn::as_rows(s.xbc));
-    impl::split_columns(space, nn::as_rows(zxbcdt), E + conv_width(), nn::as_rows(s.dt));
+    {
+      core::ScratchFrame<memory_space> frame;
+      auto const zxbcdt =
+          uninitialized_view<T***>(space, "hax::ssm::mamba2_zxbcdt", B, L, proj_width());
+      nn::linear_forward(space, nn::as_rows(s.xm), store.template value<2>(p + "in_proj.weight"),
+                         view<T*>(), nn::as_rows(zxbcdt));
+      impl::split_columns(space, nn::as_rows(zxbcdt), 0, nn::as_rows(s.z));
+      impl::split_columns(space, nn::as_rows(zxbcdt), E, nn::as_rows(s.xbc));
+      impl::split_columns(space, nn::as_rows(zxbcdt), E + conv_width(), nn::as_rows(s.dt));
+    }
 
-    auto const xbc_act =
-        uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc_act", B, L, conv_width());
-    nn::conv1d_silu_forward(space, s.xbc, conv_weight(store, p),
-                            store.template value<1>(p + "conv1d.bias"), s.mask, xbc_act);
-    impl::mask_rows(space, nn::as_rows(xbc_act), mflat);
     s.xs = uninitialized_view<T***>(space, "hax::ssm::mamba2_x", B, L, E);
     s.Bm = uninitialized_view<T***>(space, "hax::ssm::mamba2_B", B, L, N);
     s.Cm = uninitialized_view<T***>(space, "hax::ssm::mamba2_C", B, L, N);
-    impl::split_columns(space, nn::as_rows(xbc_act), 0, nn::as_rows(s.xs));
-    impl::split_columns(space, nn::as_rows(xbc_act), E, nn::as_rows(s.Bm));
-    impl::split_columns(space, nn::as_rows(xbc_act), E + N, nn::as_rows(s.Cm));
+    {
+      core::ScratchFrame<memory_space> frame;
+      auto const xbc_act =
+          uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc_act", B, L, conv_width());
+      nn::conv1d_silu_forward(space, s.xbc, conv_weight(store, p),
+                              store.template value<1>(p + "conv1d.bias"), s.mask, xbc_act);
+      impl::mask_rows(space, nn::as_rows(xbc_act), mflat);
+      impl::split_columns(space, nn::as_rows(xbc_act), 0, nn::as_rows(s.xs));
+      impl::split_columns(space, nn::as_rows(xbc_act), E, nn::as_rows(s.Bm));
+      impl::split_columns(space, nn::as_rows(xbc_act), E + N, nn::as_rows(s.Cm));
+    }
 
     s.A = uninitialized_view<T*>(space, "hax::ssm::mamba2_A", H);
     impl::negative_exp(space, store.template value<1>(p + "A_log"), s.A);
@@ -204,12 +212,17 @@ class Mamba2Mixer {
     }
 
     s.rstd = uninitialized_view<T**>(space, "hax::ssm::mamba2_rstd", B, L);
-    s.normed = uninitialized_view<T***>(space, "hax::ssm::mamba2_normed", B, L, E);
-    nn::gated_rms_norm_forward(space, s.scan, s.z, store.template value<1>(p + "norm.weight"),
-                               s.normed, s.rstd, config_.norm_eps);
-    nn::linear_forward(space, nn::as_rows(s.normed),
-                       store.template value<2>(p + "out_proj.weight"), view<T*>(),
-                       nn::as_rows(y));
+    {
+      // out_proj's input is not kept: the backward recomputes it (one elementwise pass) rather
+      // than hold a (B, L, E) activation per layer for the whole step.
+      core::ScratchFrame<memory_space> frame;
+      auto const normed = uninitialized_view<T***>(space, "hax::ssm::mamba2_normed", B, L, E);
+      nn::gated_rms_norm_forward(space, s.scan, s.z, store.template value<1>(p + "norm.weight"),
+                                 normed, s.rstd, config_.norm_eps);
+      nn::linear_forward(space, nn::as_rows(normed),
+                         store.template value<2>(p + "out_proj.weight"), view<T*>(),
+                         nn::as_rows(y));
+    }
     return s;
   }
 
@@ -233,15 +246,29 @@ class Mamba2Mixer {
     auto const mflat = impl::flat_mask(s.mask);
     Kokkos::View<std::int8_t*, memory_space> no_mask;
 
-    auto const dnormed = uninitialized_view<T***>(space, "hax::ssm::mamba2_dnormed", B, L, E);
-    nn::linear_backward(space, nn::as_rows(dy), nn::as_rows(s.normed),
-                        store.template value<2>(p + "out_proj.weight"), nn::as_rows(dnormed),
-                        store.template grad<2>(p + "out_proj.weight"), view<T*>());
+    // in_proj's output gradient [dz | dxbc | ddt]: the norm writes dz and the conv writes dxbc
+    // straight into its columns (no copies). Taken first, as it lives until in_proj's backward;
+    // the temporaries after it are released as soon as they are consumed (scratch frames).
+    auto const dzxbcdt =
+        uninitialized_view<T***>(space, "hax::ssm::mamba2_dzxbcdt", B, L, proj_width());
+    auto const dz = Kokkos::subview(dzxbcdt, Kokkos::ALL, Kokkos::ALL, Kokkos::pair<int, int>(0, E));
+    auto const dxbc = Kokkos::subview(dzxbcdt, Kokkos::ALL, Kokkos::ALL,
+                                      Kokkos::pair<int, int>(E, E + conv_width()));
     auto const dscan = uninitialized_view<T***>(space, "hax::ssm::mamba2_dscan", B, L, E);
-    auto const dz = uninitialized_view<T***>(space, "hax::ssm::mamba2_dz", B, L, E);
-    nn::gated_rms_norm_backward(space, dnormed, s.scan, s.z,
-                                store.template value<1>(p + "norm.weight"), s.rstd, dscan, dz,
-                                store.template grad<1>(p + "norm.weight"));
+    {
+      core::ScratchFrame<memory_space> frame;  // out_proj's input, recomputed, and its gradient
+      auto const normed = uninitialized_view<T***>(space, "hax::ssm::mamba2_normed", B, L, E);
+      auto const rstd = uninitialized_view<T**>(space, "hax::ssm::mamba2_rstd_again", B, L);
+      nn::gated_rms_norm_forward(space, s.scan, s.z, store.template value<1>(p + "norm.weight"),
+                                 normed, rstd, config_.norm_eps);
+      auto const dnormed = uninitialized_view<T***>(space, "hax::ssm::mamba2_dnormed", B, L, E);
+      nn::linear_backward(space, nn::as_rows(dy), nn::as_rows(normed),
+                          store.template value<2>(p + "out_proj.weight"), nn::as_rows(dnormed),
+                          store.template grad<2>(p + "out_proj.weight"), view<T*>());
+      nn::gated_rms_norm_backward(space, dnormed, s.scan, s.z,
+                                  store.template value<1>(p + "norm.weight"), s.rstd, dscan, dz,
+                                  store.template grad<1>(p + "norm.weight"));
+    }
 
     SsdGrads<T, memory_space> g;
     auto const dxs = uninitialized_view<T***>(space, "hax::ssm::mamba2_dx", B, L, E);
@@ -252,29 +279,30 @@ class Mamba2Mixer {
     g.dB = uninitialized_view<T***>(space, "hax::ssm::mamba2_dB", B, L, N);
     g.dC = uninitialized_view<T***>(space, "hax::ssm::mamba2_dC", B, L, N);
     g.dD = store.template grad<1>(p + "D");
-    ssd_backward(space, ssd_inputs(store, p, s), s.ssd_saved,
-                 impl::const_view<T const****, memory_space>(heads(dscan, P)), g);
+    {
+      core::ScratchFrame<memory_space> frame;  // the SSD's own temporaries
+      ssd_backward(space, ssd_inputs(store, p, s), s.ssd_saved,
+                   impl::const_view<T const****, memory_space>(heads(dscan, P)), g);
+    }
     impl::negative_exp_backward(space, g.dA, s.A, store.template grad<1>(p + "A_log"));
     if (hybrid_.enabled()) {  // dscan is also d(scan + attn ⊙ E): dE, and the branch's dx into dxs
+      core::ScratchFrame<memory_space> frame;  // the branch's temporaries
       hybrid_.backward(space, store, p, s.hybrid, dscan, dxs, ctx);
     }
 
-    // [dx, dB, dC] ⊙ m (the post-conv mask), then conv + SiLU backward
-    auto const dxbc_act =
-        uninitialized_view<T***>(space, "hax::ssm::mamba2_dxbc_act", B, L, conv_width());
-    impl::place_columns(space, nn::as_rows(dxs), 0, nn::as_rows(dxbc_act), mflat);
-    impl::place_columns(space, nn::as_rows(g.dB), E, nn::as_rows(dxbc_act), mflat);
-    impl::place_columns(space, nn::as_rows(g.dC), E + N, nn::as_rows(dxbc_act), mflat);
-    auto const dxbc = uninitialized_view<T***>(space, "hax::ssm::mamba2_dxbc", B, L, conv_width());
-    auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
-    nn::conv1d_silu_backward(space, dxbc_act, s.xbc, conv_weight(store, p),
-                             store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
-                             impl::as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
-
-    auto const dzxbcdt =
-        uninitialized_view<T***>(space, "hax::ssm::mamba2_dzxbcdt", B, L, proj_width());
-    impl::place_columns(space, nn::as_rows(dz), 0, nn::as_rows(dzxbcdt), no_mask);
-    impl::place_columns(space, nn::as_rows(dxbc), E, nn::as_rows(dzxbcdt), no_mask);
+    // [dx, dB, dC] ⊙ m (the post-conv mask), then conv + SiLU backward into dzxbcdt's columns
+    {
+      core::ScratchFrame<memory_space> frame;  // the conv's output gradient
+      auto const dxbc_act =
+          uninitialized_view<T***>(space, "hax::ssm::mamba2_dxbc_act", B, L, conv_width());
+      impl::place_columns(space, nn::as_rows(dxs), 0, nn::as_rows(dxbc_act), mflat);
+      impl::place_columns(space, nn::as_rows(g.dB), E, nn::as_rows(dxbc_act), mflat);
+      impl::place_columns(space, nn::as_rows(g.dC), E + N, nn::as_rows(dxbc_act), mflat);
+      auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
+      nn::conv1d_silu_backward(space, dxbc_act, s.xbc, conv_weight(store, p),
+                               store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
+                               impl::as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
+    }
     impl::place_columns(space, nn::as_rows(g.ddt), E + conv_width(), nn::as_rows(dzxbcdt),
                         no_mask);
     nn::linear_backward(space, nn::as_rows(dzxbcdt), nn::as_rows(s.xm),

@@ -20,6 +20,7 @@
 #include <Kokkos_Core.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/scratch.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/nn/conv1d.hpp>
@@ -122,7 +123,6 @@ class MambaMixer {
     view<T***> delta;           // (B, L, E) dt_proj.weight · dt_low (before bias and softplus)
     view<T**> A;                // (E, N) −exp(A_log)
     view<T***> scan;            // (B, L, E) the scan output (+ attn ⊙ E with the branch)
-    view<T***> gated;           // (B, L, E) scan ⊙ SiLU(z), out_proj's input
     SelectiveScanSaved<T, memory_space> scan_saved;  // (B, E, n_chunks, N) chunk states
     typename impl::HybridBranch<Space, T>::Saved hybrid;  // the branch's (only with `sparse`)
   };
@@ -151,30 +151,38 @@ class MambaMixer {
     s.has_mask = pad_mask.is_allocated();
     auto const mflat = impl::flat_mask(s.mask);
 
-    auto const xz =
-        uninitialized_view<T***>(space, "hax::ssm::mamba_xz", B, L, 2 * E);  // (B, L, 2E)
-    nn::linear_forward(space, nn::as_rows(x), store.template value<2>(p + "in_proj.weight"),
-                       view<T*>(), nn::as_rows(xz));
+    // The packed projections die once split: each lives in a scratch frame taken after the saved
+    // pieces, so the next frame reuses its memory.
     s.xin = uninitialized_view<T***>(space, "hax::ssm::mamba_xin", B, L, E);
     s.z = uninitialized_view<T***>(space, "hax::ssm::mamba_z", B, L, E);
-    impl::split_columns(space, nn::as_rows(xz), 0, nn::as_rows(s.xin));
-    impl::split_columns(space, nn::as_rows(xz), E, nn::as_rows(s.z));
+    {
+      core::ScratchFrame<memory_space> frame;
+      auto const xz =
+          uninitialized_view<T***>(space, "hax::ssm::mamba_xz", B, L, 2 * E);  // (B, L, 2E)
+      nn::linear_forward(space, nn::as_rows(x), store.template value<2>(p + "in_proj.weight"),
+                         view<T*>(), nn::as_rows(xz));
+      impl::split_columns(space, nn::as_rows(xz), 0, nn::as_rows(s.xin));
+      impl::split_columns(space, nn::as_rows(xz), E, nn::as_rows(s.z));
+    }
 
     s.xc = uninitialized_view<T***>(space, "hax::ssm::mamba_xc", B, L, E);
     nn::conv1d_silu_forward(space, s.xin, conv_weight(store, p),
                             store.template value<1>(p + "conv1d.bias"), s.mask, s.xc);
     impl::mask_rows(space, nn::as_rows(s.xc), mflat);
 
-    auto const xdbl =
-        uninitialized_view<T***>(space, "hax::ssm::mamba_xdbl", B, L, R + 2 * N);  // (B, L, R + 2N)
-    nn::linear_forward(space, nn::as_rows(s.xc), store.template value<2>(p + "x_proj.weight"),
-                       view<T*>(), nn::as_rows(xdbl));
     s.dt_low = uninitialized_view<T***>(space, "hax::ssm::mamba_dt_low", B, L, R);
     s.Bm = uninitialized_view<T***>(space, "hax::ssm::mamba_B", B, L, N);
     s.Cm = uninitialized_view<T***>(space, "hax::ssm::mamba_C", B, L, N);
-    impl::split_columns(space, nn::as_rows(xdbl), 0, nn::as_rows(s.dt_low));
-    impl::split_columns(space, nn::as_rows(xdbl), R, nn::as_rows(s.Bm));
-    impl::split_columns(space, nn::as_rows(xdbl), R + N, nn::as_rows(s.Cm));
+    {
+      core::ScratchFrame<memory_space> frame;
+      auto const xdbl = uninitialized_view<T***>(space, "hax::ssm::mamba_xdbl", B, L,
+                                                 R + 2 * N);  // (B, L, R + 2N)
+      nn::linear_forward(space, nn::as_rows(s.xc), store.template value<2>(p + "x_proj.weight"),
+                         view<T*>(), nn::as_rows(xdbl));
+      impl::split_columns(space, nn::as_rows(xdbl), 0, nn::as_rows(s.dt_low));
+      impl::split_columns(space, nn::as_rows(xdbl), R, nn::as_rows(s.Bm));
+      impl::split_columns(space, nn::as_rows(xdbl), R + N, nn::as_rows(s.Cm));
+    }
 
     s.delta = uninitialized_view<T***>(space, "hax::ssm::mamba_delta", B, L, E);
     nn::linear_forward(space, nn::as_rows(s.dt_low),
@@ -190,10 +198,15 @@ class MambaMixer {
       s.hybrid = hybrid_.forward(space, store, p, s.xc, s.has_mask ? s.mask : view<std::int8_t**>(),
                                  s.scan, gate_loss, ctx);
     }
-    s.gated = uninitialized_view<T***>(space, "hax::ssm::mamba_gated", B, L, E);
-    nn::silu_gate_forward(space, s.scan, s.z, s.gated);
-    nn::linear_forward(space, nn::as_rows(s.gated), store.template value<2>(p + "out_proj.weight"),
-                       view<T*>(), nn::as_rows(y));
+    {
+      // out_proj's input is not kept: the backward recomputes it (one elementwise pass) rather
+      // than hold a (B, L, E) activation per layer for the whole step.
+      core::ScratchFrame<memory_space> frame;
+      auto const gated = uninitialized_view<T***>(space, "hax::ssm::mamba_gated", B, L, E);
+      nn::silu_gate_forward(space, s.scan, s.z, gated);
+      nn::linear_forward(space, nn::as_rows(gated), store.template value<2>(p + "out_proj.weight"),
+                         view<T*>(), nn::as_rows(y));
+    }
     return s;
   }
 
@@ -216,16 +229,26 @@ class MambaMixer {
     auto const mflat = impl::flat_mask(s.mask);
     Kokkos::View<std::int8_t*, memory_space> no_mask;
 
-    // out_proj: dgated = dy · W_out, dW_out += dyᵀ gated
-    auto const dgated = uninitialized_view<T***>(space, "hax::ssm::mamba_dgated", B, L, E);
-    nn::linear_backward(space, nn::as_rows(dy), nn::as_rows(s.gated),
-                        store.template value<2>(p + "out_proj.weight"), nn::as_rows(dgated),
-                        store.template grad<2>(p + "out_proj.weight"), view<T*>());
-    // gate: dscan = dgated ⊙ SiLU(z), dz = dgated ⊙ scan ⊙ SiLU'(z); dz goes straight into dxz
-  // (with the branch "scan" is scan + attn ⊙ E, and dscan is the gradient of both terms)
+    // in_proj's output gradient [dxin | dz]: the gate writes dz and the conv writes dxin straight
+    // into its columns (no copies). Taken first, as it lives until in_proj's backward; the
+    // temporaries after it are released as soon as they are consumed (scratch frames).
+    auto const dxz = uninitialized_view<T***>(space, "hax::ssm::mamba_dxz", B, L, 2 * E);
+    auto const dxin = Kokkos::subview(dxz, Kokkos::ALL, Kokkos::ALL, Kokkos::pair<int, int>(0, E));
+    auto const dz = Kokkos::subview(dxz, Kokkos::ALL, Kokkos::ALL, Kokkos::pair<int, int>(E, 2 * E));
+    // gate: dscan = dgated ⊙ SiLU(z), dz = dgated ⊙ scan ⊙ SiLU'(z)
+    // (with the branch "scan" is scan + attn ⊙ E, and dscan is the gradient of both terms)
     auto const dscan = uninitialized_view<T***>(space, "hax::ssm::mamba_dscan", B, L, E);
-    auto const dz = uninitialized_view<T***>(space, "hax::ssm::mamba_dz", B, L, E);
-    nn::silu_gate_backward(space, dgated, s.scan, s.z, dscan, dz);
+    {
+      core::ScratchFrame<memory_space> frame;  // out_proj's input, recomputed, and its gradient
+      auto const gated = uninitialized_view<T***>(space, "hax::ssm::mamba_gated", B, L, E);
+      nn::silu_gate_forward(space, s.scan, s.z, gated);
+      // out_proj: dgated = dy · W_out, dW_out += dyᵀ gated
+      auto const dgated = uninitialized_view<T***>(space, "hax::ssm::mamba_dgated", B, L, E);
+      nn::linear_backward(space, nn::as_rows(dy), nn::as_rows(gated),
+                          store.template value<2>(p + "out_proj.weight"), nn::as_rows(dgated),
+                          store.template grad<2>(p + "out_proj.weight"), view<T*>());
+      nn::silu_gate_backward(space, dgated, s.scan, s.z, dscan, dz);
+    }
 
     // selective scan; dA goes through a zeroed temporary because A_log's gradient needs ⊙ A
     SelectiveScanGrads<T, memory_space> g;
@@ -236,8 +259,11 @@ class MambaMixer {
     g.dB = uninitialized_view<T***>(space, "hax::ssm::mamba_dB", B, L, N);
     g.dC = uninitialized_view<T***>(space, "hax::ssm::mamba_dC", B, L, N);
     g.dD = store.template grad<1>(p + "D");
-    selective_scan_backward(space, scan_inputs(store, p, s), s.scan_saved,
-                            impl::const_view<T const***, memory_space>(dscan), g);
+    {
+      core::ScratchFrame<memory_space> frame;  // the scan's own temporaries
+      selective_scan_backward(space, scan_inputs(store, p, s), s.scan_saved,
+                              impl::const_view<T const***, memory_space>(dscan), g);
+    }
     impl::negative_exp_backward(space, g.dA, s.A, store.template grad<2>(p + "A_log"));
 
     // dt_proj (no bias here: its bias gradient came out of the scan as ddelta_bias)
@@ -257,19 +283,16 @@ class MambaMixer {
                         store.template grad<2>(p + "x_proj.weight"), view<T*>());
     nn::add_forward(space, dxc, g.du, dxc);
     if (hybrid_.enabled()) {  // dE, and the branch's dx (V and xx_proj) added into dxc
+      core::ScratchFrame<memory_space> frame;  // the branch's temporaries
       hybrid_.backward(space, store, p, s.hybrid, dscan, dxc, ctx);
     }
     impl::mask_rows(space, nn::as_rows(dxc), mflat);
 
-    // conv + SiLU (its pre-conv mask zeroes dxin at pads), then in_proj on [dxin, dz]
-    auto const dxz = uninitialized_view<T***>(space, "hax::ssm::mamba_dxz", B, L, 2 * E);
-    auto const dxin = uninitialized_view<T***>(space, "hax::ssm::mamba_dxin", B, L, E);
+    // conv + SiLU (its pre-conv mask zeroes dxin at pads) into dxz's columns, then in_proj
     auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
     nn::conv1d_silu_backward(space, dxc, s.xin, conv_weight(store, p),
                              store.template value<1>(p + "conv1d.bias"), s.mask, dxin,
                              impl::as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
-    impl::place_columns(space, nn::as_rows(dxin), 0, nn::as_rows(dxz), no_mask);
-    impl::place_columns(space, nn::as_rows(dz), E, nn::as_rows(dxz), no_mask);
     nn::linear_backward(space, nn::as_rows(dxz), nn::as_rows(s.x),
                         store.template value<2>(p + "in_proj.weight"), nn::as_rows(dx),
                         store.template grad<2>(p + "in_proj.weight"), view<T*>());

@@ -25,6 +25,7 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
+#include <hax/core/scratch.hpp>
 #include <hax/core/views.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/impl/ssd_kernels.hpp>
@@ -121,7 +122,9 @@ requires view_accessible_from<Kokkos::View<T*, Mem>, Space> SsdSaved<T, Mem> ssd
   auto const tl = impl::ssd_make_tiles("hax::ssm::ssd_forward", L, chunk, [&](int q) {
     return impl::ssd_forward_tiles_bytes<Space, T>(q, P, N);
   });
-  // acs (B, L, H) within-tile cumsum; decay (B, H, n_tiles) e^{a_last}; tstates (B,H,nt,P,N)
+  // acs (B, L, H) within-tile cumsum; decay (B, H, n_tiles) e^{a_last}; tstates (B,H,nt,P,N):
+  // temporaries of this call (the backward recomputes its own), freed with the frame.
+  core::ScratchFrame<Mem> frame;
   auto const acs = uninitialized_view<view3>(space, "hax::ssm::ssd_acs", B, L, H);
   auto const decay = uninitialized_view<view3>(space, "hax::ssm::ssd_decay", B, H, tl.n_tiles);
   auto const tstates =

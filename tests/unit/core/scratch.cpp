@@ -3,7 +3,8 @@
 /// Tests of hax::core::ScratchArena / ScratchScope and of the allocation helpers under a scope:
 /// alignment, non-overlapping takes, growth then consolidation into one block (after which the
 /// arena allocates nothing), zeroed_view zeroing memory that held an earlier step's values, the
-/// helpers' View types, and nesting (a null scope suspends an outer one).
+/// helpers' View types, nesting (a null scope suspends an outer one), and releases back to a mark
+/// (ScratchArena::release, ScratchFrame) with the high water counting live bytes.
 #include <hax/core/scratch.hpp>
 #include <hax/core/views.hpp>
 
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -114,6 +116,84 @@ TEST_CASE("scratch arena: grows in the first steps, then one block and no more a
   for (int i = 0; i < 9; ++i) arena.take(mib / 2);
   arena.reset();
   CHECK(arena.block_allocations() == regrown);
+}
+
+TEST_CASE("scratch arena: a release frees what was taken after its mark, last in first out",
+          "[core][scratch]") {
+  arena_type arena;
+  std::size_t const a = hax::core::kScratchAlignment;
+  arena.reset();
+  void* const kept = arena.take(3 * a);
+  auto const outer = arena.mark();
+  void* const first = arena.take(5 * a);
+  auto const inner = arena.mark();
+  arena.take(2 * a);
+  arena.release(inner);
+  CHECK(arena.used() == 8 * a);
+  CHECK(arena.take(a) == static_cast<std::byte*>(first) + 5 * a);  // the freed memory again
+  arena.release(outer);
+  CHECK(arena.used() == 3 * a);
+  CHECK(arena.take(a) == first);  // reused from the outer mark on
+  CHECK(static_cast<std::byte*>(kept) + 3 * a == first);
+  CHECK(arena.high_water() == 10 * a);  // the peak of live bytes (3 + 5 + 2), not the sum taken (12)
+  CHECK(arena.taken() == 12 * a);
+  CHECK_THROWS_AS(arena.release(inner), std::logic_error);  // a mark newer than the arena's state
+}
+
+TEST_CASE("scratch arena: released memory counts once, so the merged block of a warm-up step "
+          "holds the same step",
+          "[core][scratch]") {
+  arena_type arena;
+  std::size_t const mib = std::size_t{1} << 20;
+  // Per step: 1 MiB kept, then three pieces of 2 MiB each released before the next: the live peak
+  // is 3 MiB, the sum taken 7 MiB.
+  auto step = [&] {
+    arena.reset();
+    arena.take(mib);
+    for (int i = 0; i < 3; ++i) {
+      auto const m = arena.mark();
+      arena.take(2 * mib);
+      arena.release(m);
+    }
+  };
+  step();  // growing: blocks are added (the accounting goes back, the memory not yet)
+  CHECK(arena.high_water() == 3 * mib);
+  step();  // merged into one block of the peak
+  std::size_t const warmed = arena.block_allocations();
+  CHECK(arena.capacity() == 3 * mib);
+  for (int i = 0; i < 4; ++i) step();
+  CHECK(arena.block_allocations() == warmed);  // it fits: nothing more is allocated
+  CHECK(arena.high_water() == 3 * mib);
+}
+
+TEST_CASE("scratch frame: the helpers' Views of a frame are freed at its end; without an arena "
+          "it does nothing",
+          "[core][scratch]") {
+  test_space space;
+  using frame_type = hax::core::ScratchFrame<test_memory_space>;
+  {
+    frame_type frame;  // no active arena: a no-op
+    auto v = hax::uninitialized_view<float*>(space, "managed", 4);
+    CHECK(v.use_count() == 1);
+  }
+  arena_type arena;
+  scope_type scope(arena);
+  auto kept = hax::uninitialized_view<float*>(space, "kept", 100);  // (100)
+  float* inside = nullptr;
+  {
+    frame_type frame;
+    auto t = hax::uninitialized_view<float*>(space, "temporary", 1000);  // (1000)
+    inside = t.data();
+    {
+      frame_type nested;
+      hax::uninitialized_view<double*>(space, "nested", 10);  // (10)
+    }
+    CHECK(hax::uninitialized_view<float*>(space, "after nested", 1).data() != inside);
+  }
+  auto next = hax::uninitialized_view<float*>(space, "next", 1000);  // (1000)
+  CHECK(next.data() == inside);  // the frame's memory, reused
+  CHECK(next.data() != kept.data());
+  CHECK(arena.used() == 512 + 4096);  // kept (400 B) and next (4000 B), each rounded up
 }
 
 TEST_CASE("scratch arena: zeroed_view zeroes memory that held the previous step's values",

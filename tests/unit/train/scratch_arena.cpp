@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "support/compare.hpp"
@@ -188,5 +189,32 @@ TEST_CASE("train: a warmed-up training step allocates no View (mamba2 + HAX)",
     Kokkos::View<float*, typename space::memory_space> probe("hax::test::probe", 3);
     CHECK(AllocationCounter::count() == 1);
   }
+}
+#endif
+
+#if HAX_MODELS_HAS_MAMBA2 && HAX_MODELS_HAS_SPARSE_BRANCH
+TEST_CASE("train: scratch frames free each layer's backward temporaries for the next layer",
+          "[train][scratch][hybrid]") {
+  // What one warmed-up step of an n-layer model holds at its peak, and what it takes in all.
+  auto measure = [](int layers) {
+    auto c = hax::test::tiny_mamba2_hybrid();
+    c.num_hidden_layers = layers;
+    hax::train::Trainer<space, float, hax::ssm::Mamba2Mixer<space, float>> trainer(
+        c, arena_spec(), arena_train(true));
+    for (int i = 0; i < 3; ++i) { trainer.train_step(); }
+    Kokkos::fence();
+    return std::pair{trainer.scratch_arena().high_water(), trainer.scratch_arena().taken()};
+  };
+  auto const [peak1, taken1] = measure(1);
+  auto const [peak2, taken2] = measure(2);
+  INFO("1 layer: peak " << peak1 << " of " << taken1 << " B taken; 2 layers: peak " << peak2 << " of "
+                        << taken2 << " B taken");
+  // Released temporaries (packed projections, plan-step scratch, backward temporaries) are
+  // reused: the peak is well below the sum of the takes.
+  CHECK(peak1 < taken1);
+  CHECK(peak2 < taken2);
+  // A second layer adds its saved activations to the peak, not its backward temporaries: those
+  // reuse the memory of the other layer's backward.
+  CHECK(peak2 - peak1 < taken2 - taken1);
 }
 #endif
