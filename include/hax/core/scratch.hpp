@@ -214,8 +214,12 @@ class ScratchFrame {
   ScratchFrame() : arena_(active_arena<MemorySpace>()) {
     if (arena_ != nullptr) mark_ = arena_->mark();
   }
+  // Never throws (a destructor may run during unwinding): a frame whose arena was reset inside it,
+  // which a nested ScratchScope on the same arena would do (not allowed), releases nothing.
   ~ScratchFrame() {
-    if (arena_ != nullptr && arena_ == active_arena<MemorySpace>()) arena_->release(mark_);
+    if (arena_ != nullptr && arena_ == active_arena<MemorySpace>() && arena_->used() >= mark_.used) {
+      arena_->release(mark_);
+    }
   }
   ScratchFrame(ScratchFrame const&) = delete;
   ScratchFrame& operator=(ScratchFrame const&) = delete;
