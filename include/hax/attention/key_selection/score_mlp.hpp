@@ -145,8 +145,11 @@ class ScoreMlp {
   }
 
   /// Accumulates (+=) the parameter gradients of Σ_{b,a} ds(b, a) · s(b, rows(b, a)), i.e. the
-  /// backward through the rows the ranking loss used. rows (B, R) int positions (R = k'; -1 is
-  /// skipped), ds (B, R). Asynchronous on `space`. O(B·R·H·(D + H)) time, O(B·R·H) temporaries.
+  /// backward through the rows the ranking loss used. rows (B, R) int positions along dimension 1
+  /// of feat and of the saved activations (R = k'; -1 is skipped), ds (B, R). feat and s may hold
+  /// every row (B, L, ·), as forward returned them, or only the used ones (B, R, ·) with rows(b, a)
+  /// = a, as SparseBranch keeps them. Asynchronous on `space`. O(B·R·H·(D + H)) time, O(B·R·H)
+  /// temporaries.
   template <class F, class Rows, class DS>
     requires(view_accessible_from<F, Space> && view_accessible_from<Rows, Space> &&
              view_accessible_from<DS, Space>)
