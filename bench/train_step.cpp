@@ -7,7 +7,11 @@
 /// Each case warms up three steps (the scratch arena grows, then merges), then times train_step
 /// with a fence after each call. Counters: tokens/s (B · 1057 positions per step), params, the
 /// scratch arena's high water (bytes), and vs_floor = the step time divided by 1 ms, the upper end
-/// of the physical floor of a mamba2 + HAX step on an H100 (about 0.3–1 ms: docs/performance.md).
+/// of the physical floor of a mamba2 + HAX step on an H100 (about 0.3–1 ms: docs/performance.md),
+/// and device_peak_bytes: the peak, over the timed steps, of every byte the case holds through
+/// Kokkos in the default memory space (parameters, AdamW moments, batch, workspaces and the arena;
+/// on CUDA the GPU memory of the step without the CUDA context and cuBLAS's own workspace);
+/// warmup_peak_bytes is the same over construction and the warm-up steps.
 /// Usage: hax_bench_train_step [--benchmark_filter=mamba2] (on 2 OpenMP cores a step takes seconds).
 #include <hax/ssm/mamba2_mixer.hpp>
 #include <hax/ssm/mamba_mixer.hpp>
@@ -18,6 +22,7 @@
 
 #include <string>
 
+#include "support/device_memory.hpp"
 #include "support/run.hpp"
 
 namespace {
@@ -43,6 +48,7 @@ void run(benchmark::State& state, Case const& c) {
   auto mc = hax::models::reference_config(c.base, c.double_size);
   mc.sparse_arch = c.sparse;
   mc.validate();
+  auto memory = hax::bench::DeviceMemoryTracker::track<Space::memory_space>();
   hax::train::TrainConfig tc;
   tc.batch = 64;
   tc.steps = 1 << 30;
@@ -51,6 +57,9 @@ void run(benchmark::State& state, Case const& c) {
   hax::train::Trainer<Space, float, Mixer> trainer(mc, reference_spec(), tc);
   for (int i = 0; i < 3; ++i) { trainer.train_step(); }
   Kokkos::fence();
+  // The first step grows the arena in doubling chunks before it merges them, a one-off peak.
+  auto const warmup_peak = memory.peak();
+  memory.reset_peak();
   for (auto _ : state) {
     trainer.train_step();
     Kokkos::fence();
@@ -62,6 +71,10 @@ void run(benchmark::State& state, Case const& c) {
   state.counters["arena_bytes"] =
       Counter(static_cast<double>(trainer.scratch_arena().high_water()), Counter::kDefaults,
               Counter::kIs1024);
+  state.counters["device_peak_bytes"] =
+      Counter(static_cast<double>(memory.peak()), Counter::kDefaults, Counter::kIs1024);
+  state.counters["warmup_peak_bytes"] =
+      Counter(static_cast<double>(warmup_peak), Counter::kDefaults, Counter::kIs1024);
   state.counters["vs_floor"] = Counter(1e-3, Counter::kIsIterationInvariantRate | Counter::kInvert);
 }
 
