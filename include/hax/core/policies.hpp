@@ -52,6 +52,27 @@ void for_each_row_major(char const* label, Space const& space, int n0, int n1, i
   }
 }
 
+/// Rows per team of the row kernels (one row per thread of the team; see row_teams).
+inline constexpr int kRowsPerTeam = 8;
+/// Vector lanes per row on GPUs: a warp, so a row's D-wide reductions and writes run on 32 lanes,
+/// coalesced, and a team of kRowsPerTeam rows is 256 threads.
+inline constexpr int kGpuLanesPerRow = 32;
+
+/// The team shape of kernels that give each thread of a team one row of a row-major matrix and
+/// its vector lanes the row's columns (TeamThreadRange over the team's kRowsPerTeam rows,
+/// ThreadVectorRange over the columns): kRowsPerTeam threads of kGpuLanesPerRow lanes on GPUs; on
+/// host backends team size AUTO with one lane, so a row is a plain loop. With Kokkos::AUTO for
+/// both on CUDA, Kokkos picks one lane and a large team of which only kRowsPerTeam threads have a
+/// row (docs/perf_attention.md measured 3 % occupancy for that shape).
+template <class Space>
+Kokkos::TeamPolicy<Space> row_teams(Space const& space, int league) {
+  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+    return Kokkos::TeamPolicy<Space>(space, league, Kokkos::AUTO);
+  } else {
+    return Kokkos::TeamPolicy<Space>(space, league, kRowsPerTeam, kGpuLanesPerRow);
+  }
+}
+
 /// One team per work item whose threads split a long loop (a reduction or scan over L or over
 /// rows): 128 threads on GPUs; on host backends one thread per team, so the loop runs in order.
 template <class Space>

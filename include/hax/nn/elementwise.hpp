@@ -176,9 +176,8 @@ void gated_scale_add_backward_kernel(Space const& space, DY const& dy, B const& 
   int const D = dy.extent_int(2);
   int const chunks = (L + kRowsPerChunk - 1) / kRowsPerChunk;
   using value_type = typename DB::non_const_value_type;
-  Kokkos::parallel_for(
-      "hax::nn::gated_scale_add_backward",
-      policy_bld<Space>(space, {0, 0, 0}, {n_batch, chunks, D}),
+  core::for_each_row_major(
+      "hax::nn::gated_scale_add_backward", space, n_batch, chunks, D,
       KOKKOS_LAMBDA(int i, int c, int d) {
         int const begin = c * kRowsPerChunk;
         int const end = begin + kRowsPerChunk < L ? begin + kRowsPerChunk : L;

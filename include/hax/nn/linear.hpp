@@ -12,6 +12,7 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/nn/impl/linear_shape.hpp>
 
 #include <type_traits>
@@ -46,10 +47,8 @@ void linear_bias_broadcast(Space const& space, B b, Y y) {
   if constexpr (kHasBias) {
     int const M = y.extent_int(0);
     int const N = y.extent_int(1);
-    Kokkos::parallel_for(
-        "hax::nn::linear_forward::bias",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {M, N}),
-        KOKKOS_LAMBDA(int m, int n) { y(m, n) = b(n); });
+    core::for_each_row_major("hax::nn::linear_forward::bias", space, M, N,
+                             KOKKOS_LAMBDA(int m, int n) { y(m, n) = b(n); });
   }
 }
 
@@ -68,10 +67,8 @@ void linear_bias_grad(Space const& space, DY dy, DB db) {
     int const N = dy.extent_int(1);
     int const chunks = (M + kBiasGradRowsPerChunk - 1) / kBiasGradRowsPerChunk;
     using value_type = typename DB::non_const_value_type;
-    Kokkos::parallel_for(
-        "hax::nn::linear_backward::bias",
-        Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {chunks, N}),
-        KOKKOS_LAMBDA(int c, int n) {
+    core::for_each_row_major(
+        "hax::nn::linear_backward::bias", space, chunks, N, KOKKOS_LAMBDA(int c, int n) {
           int const begin = c * kBiasGradRowsPerChunk;
           int const end = begin + kBiasGradRowsPerChunk < M ? begin + kBiasGradRowsPerChunk : M;
           value_type sum = 0;

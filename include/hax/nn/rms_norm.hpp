@@ -8,8 +8,11 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
+
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/nn/impl/elementwise_shape.hpp>
 
@@ -41,78 +44,29 @@ void rms_norm_check_forward(char const* op, X const& x, Z const& z, W const& w,
   core::require(eps > 0.0, op, "eps (", eps, ") must be positive");
 }
 
-/// One team per position (b, t): a team reduction of Σ u² over D (u = x, or x ⊙ silu(z) when
-/// kGated), then a second sweep writes y. On host backends the team is one thread and both sweeps
-/// are plain loops over a row that stays in cache.
+/// One row (b, t) per thread of a core::row_teams team, the D channels on its vector lanes: a
+/// lane reduction of Σ u² (u = x, or x ⊙ silu(z) when kGated), then a second sweep writes y. On
+/// GPUs a row is one warp, so reads and writes are coalesced and no team barrier is needed; on
+/// host backends both sweeps are plain loops over a row that stays in cache.
 template <bool kGated, class Space, class X, class Z, class W, class Y, class R>
 void rms_norm_forward_kernel(Space const& space, X const& x, Z const& z, W const& w, Y const& y,
                              R const& rstd, double eps) {
   using value_type = typename Y::non_const_value_type;
-  using policy = Kokkos::TeamPolicy<Space>;
-  using member = typename policy::member_type;
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
   int const L = x.extent_int(1);
   int const D = x.extent_int(2);
+  int const rows = x.extent_int(0) * L;
   value_type const eps_t = static_cast<value_type>(eps);
   value_type const inv_d = value_type(1) / static_cast<value_type>(D);
+  int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
   Kokkos::parallel_for(
       kGated ? "hax::nn::gated_rms_norm_forward" : "hax::nn::rms_norm_forward",
-      policy(space, x.extent_int(0) * L, Kokkos::AUTO), KOKKOS_LAMBDA(member const& team) {
-        int const b = team.league_rank() / L;
-        int const t = team.league_rank() % L;
-        auto input = [&](int d) {
-          if (kGated) {
-            return static_cast<value_type>(x(b, t, d) * silu(z(b, t, d)));
-          } else {
-            return static_cast<value_type>(x(b, t, d));
-          }
-        };
-        value_type sum_sq = 0;
-        Kokkos::parallel_reduce(
-            Kokkos::TeamThreadRange(team, D),
-            [&](int d, value_type& acc) {
-              value_type const u = input(d);
-              acc += u * u;
-            },
-            sum_sq);
-        value_type const r = value_type(1) / Kokkos::sqrt(sum_sq * inv_d + eps_t);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, D),
-                             [&](int d) { y(b, t, d) = input(d) * r * w(d); });
-        Kokkos::single(Kokkos::PerTeam(team), [&]() { rstd(b, t) = r; });
-      });
-}
-
-/// One team per (batch, chunk of kRowsPerChunk positions). For each row: g = dy ⊙ w, û = u·r,
-/// c = mean(g ⊙ û) by a team reduction, then du = r (g − û c); dw's partial sums Σ dy ⊙ û stay in
-/// team scratch across the chunk and reach dw with one atomic per channel and chunk.
-template <bool kGated, class Space, class DY, class X, class Z, class W, class R, class DX,
-          class DZ, class DW>
-void rms_norm_backward_kernel(Space const& space, DY const& dy, X const& x, Z const& z,
-                              W const& w, R const& rstd, DX const& dx, DZ const& dz,
-                              DW const& dw) {
-  using value_type = typename DX::non_const_value_type;
-  using policy = Kokkos::TeamPolicy<Space>;
-  using member = typename policy::member_type;
-  using scratch_view = Kokkos::View<value_type*, typename Space::scratch_memory_space,
-                                    Kokkos::MemoryTraits<Kokkos::Unmanaged>>;  // (D)
-  int const L = x.extent_int(1);
-  int const D = x.extent_int(2);
-  int const chunks = (L + kRowsPerChunk - 1) / kRowsPerChunk;
-  value_type const inv_d = value_type(1) / static_cast<value_type>(D);
-  auto const scratch_bytes = scratch_view::shmem_size(D);
-  Kokkos::parallel_for(
-      kGated ? "hax::nn::gated_rms_norm_backward" : "hax::nn::rms_norm_backward",
-      policy(space, x.extent_int(0) * chunks, Kokkos::AUTO)
-          .set_scratch_size(0, Kokkos::PerTeam(scratch_bytes)),
-      KOKKOS_LAMBDA(member const& team) {
-        int const b = team.league_rank() / chunks;
-        int const c = team.league_rank() % chunks;
-        int const begin = c * kRowsPerChunk;
-        int const end = begin + kRowsPerChunk < L ? begin + kRowsPerChunk : L;
-        scratch_view dw_part(team.team_scratch(0), D);  // (D) this chunk's share of dw
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, D), [&](int d) { dw_part(d) = 0; });
-        team.team_barrier();
-        for (int t = begin; t < end; ++t) {
-          value_type const r = rstd(b, t);
+      core::row_teams(space, league), KOKKOS_LAMBDA(member const& team) {
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
+          int const row = team.league_rank() * core::kRowsPerTeam + r;
+          if (row >= rows) { return; }
+          int const b = row / L;
+          int const t = row % L;
           auto input = [&](int d) {
             if (kGated) {
               return static_cast<value_type>(x(b, t, d) * silu(z(b, t, d)));
@@ -120,30 +74,101 @@ void rms_norm_backward_kernel(Space const& space, DY const& dy, X const& x, Z co
               return static_cast<value_type>(x(b, t, d));
             }
           };
-          value_type dot = 0;  // Σ_d g ⊙ û
+          value_type sum_sq = 0;
           Kokkos::parallel_reduce(
-              Kokkos::TeamThreadRange(team, D),
-              [&](int d, value_type& acc) { acc += dy(b, t, d) * w(d) * input(d) * r; }, dot);
-          value_type const mean_dot = dot * inv_d;
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, D), [&](int d) {
-            value_type const g = dy(b, t, d) * w(d);
-            value_type const u_hat = input(d) * r;
-            value_type const du = r * (g - u_hat * mean_dot);
-            dw_part(d) += dy(b, t, d) * u_hat;
-            if (kGated) {
-              // u = x ⊙ silu(z): du/dx = silu(z), du/dz = x ⊙ silu'(z).
-              value_type const zz = z(b, t, d);
-              value_type const xx = x(b, t, d);
-              dx(b, t, d) = du * silu(zz);
-              dz(b, t, d) = du * xx * silu_derivative(zz);
-            } else {
-              dx(b, t, d) = du;
-            }
-          });
-          team.team_barrier();
-        }
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, D),
-                             [&](int d) { Kokkos::atomic_add(&dw(d), dw_part(d)); });
+              Kokkos::ThreadVectorRange(team, D),
+              [&](int d, value_type& acc) {
+                value_type const u = input(d);
+                acc += u * u;
+              },
+              sum_sq);
+          value_type const rr = value_type(1) / Kokkos::sqrt(sum_sq * inv_d + eps_t);
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D),
+                               [&](int d) { y(b, t, d) = input(d) * rr * w(d); });
+          Kokkos::single(Kokkos::PerThread(team), [&]() { rstd(b, t) = rr; });
+        });
+      });
+}
+
+/// Rows of the backward per team: enough that dw's partial sums reach dw with few atomics
+/// (one per channel and team), few enough that B·L = 67 648 rows still give about 1 000 teams.
+inline constexpr int kNormBackwardRowsPerTeam = 64;
+
+/// Team scratch above which the backward's per-row dw partials move to level-1 (global) scratch:
+/// kRowsPerTeam rows of D values fit GPU shared memory up to D = 1 024 (float).
+inline constexpr std::size_t kNormScratchLevel0Bytes = 32 * 1024;
+
+/// One chunk of kNormBackwardRowsPerTeam rows per core::row_teams team; its threads take every
+/// kRowsPerTeam-th row of the chunk and the D channels go on the vector lanes. Per row: g = dy ⊙ w,
+/// û = u·r, c = mean(g ⊙ û) by a lane reduction, then du = r (g − û c). Each thread keeps the
+/// partial sums Σ dy ⊙ û of its rows in its own row of team scratch (no conflicts); after a
+/// barrier the team adds them up per channel and reaches dw with one atomic per channel.
+template <bool kGated, class Space, class DY, class X, class Z, class W, class R, class DX,
+          class DZ, class DW>
+void rms_norm_backward_kernel(Space const& space, DY const& dy, X const& x, Z const& z,
+                              W const& w, R const& rstd, DX const& dx, DZ const& dz,
+                              DW const& dw) {
+  using value_type = typename DX::non_const_value_type;
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  using scratch_view = Kokkos::View<value_type**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
+                                    Kokkos::MemoryTraits<Kokkos::Unmanaged>>;  // (kRowsPerTeam, D)
+  constexpr int kRows = core::kRowsPerTeam;
+  constexpr int kChunk = kNormBackwardRowsPerTeam;
+  int const L = x.extent_int(1);
+  int const D = x.extent_int(2);
+  int const rows = x.extent_int(0) * L;
+  int const league = (rows + kChunk - 1) / kChunk;
+  value_type const inv_d = value_type(1) / static_cast<value_type>(D);
+  std::size_t const scratch_bytes = scratch_view::shmem_size(kRows, D);
+  int const level = scratch_bytes <= kNormScratchLevel0Bytes ? 0 : 1;
+  Kokkos::parallel_for(
+      kGated ? "hax::nn::gated_rms_norm_backward" : "hax::nn::rms_norm_backward",
+      core::row_teams(space, league).set_scratch_size(level, Kokkos::PerTeam(scratch_bytes)),
+      KOKKOS_LAMBDA(member const& team) {
+        scratch_view dw_part(team.team_scratch(level), kRows, D);
+        int const first = team.league_rank() * kChunk;
+        int const last = first + kChunk < rows ? first + kChunk : rows;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kRows), [&](int r) {
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int d) { dw_part(r, d) = 0; });
+          for (int row = first + r; row < last; row += kRows) {
+            int const b = row / L;
+            int const t = row % L;
+            value_type const rr = rstd(b, t);
+            auto input = [&](int d) {
+              if (kGated) {
+                return static_cast<value_type>(x(b, t, d) * silu(z(b, t, d)));
+              } else {
+                return static_cast<value_type>(x(b, t, d));
+              }
+            };
+            value_type dot = 0;  // Σ_d g ⊙ û
+            Kokkos::parallel_reduce(
+                Kokkos::ThreadVectorRange(team, D),
+                [&](int d, value_type& acc) { acc += dy(b, t, d) * w(d) * input(d) * rr; }, dot);
+            value_type const mean_dot = dot * inv_d;
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int d) {
+              value_type const g = dy(b, t, d) * w(d);
+              value_type const u_hat = input(d) * rr;
+              value_type const du = rr * (g - u_hat * mean_dot);
+              dw_part(r, d) += dy(b, t, d) * u_hat;
+              if (kGated) {
+                // u = x ⊙ silu(z): du/dx = silu(z), du/dz = x ⊙ silu'(z).
+                value_type const zz = z(b, t, d);
+                value_type const xx = x(b, t, d);
+                dx(b, t, d) = du * silu(zz);
+                dz(b, t, d) = du * xx * silu_derivative(zz);
+              } else {
+                dx(b, t, d) = du;
+              }
+            });
+          }
+        });
+        team.team_barrier();
+        Kokkos::parallel_for(Kokkos::TeamVectorRange(team, D), [&](int d) {
+          value_type sum = 0;
+          for (int r = 0; r < kRows; ++r) { sum += dw_part(r, d); }
+          Kokkos::atomic_add(&dw(d), sum);
+        });
       });
 }
 

@@ -8,6 +8,7 @@
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <cmath>
 #include <cstddef>
 #include <vector>
 
@@ -178,7 +179,10 @@ TEST_CASE("sliding-window MHA: padding never changes non-pad outputs", "[attenti
     if (valid[i / 8] != 0) {
       ++real;
       CHECK(ya[i] == yb[i]);
-      CHECK(dxa[i] == dxb[i]);
+      // The backward's default on CUDA scatters dk and dv with atomics, whose order (and so the
+      // last bits of a sum) may differ between two runs; a pad value leaking in would move dx by
+      // far more than this (the pads' inputs are drawn from ±5).
+      CHECK(std::abs(dxa[i] - dxb[i]) <= 1e-13 * (1.0 + std::abs(dxa[i])));
     } else {
       CHECK(ya[i] == 0.0);
       CHECK(yb[i] == 0.0);

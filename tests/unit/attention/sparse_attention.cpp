@@ -455,7 +455,7 @@ TEST_CASE("transposed candidate lists: each key lists exactly the queries that l
         }
       }
       std::vector<int> got;
-      for (int e = off(b * L + key); e < off(b * L + key + 1); ++e) { got.push_back(qs(e)); }
+      for (std::int64_t e = off(b * L + key); e < off(b * L + key + 1); ++e) { got.push_back(qs(e)); }
       std::sort(got.begin(), got.end());
       INFO("b " << b << " key " << key);
       CHECK(got == expected);

@@ -62,10 +62,12 @@ TEMPLATE_TEST_CASE("rms_norm and gated_rms_norm match the reference", "[nn][rms_
                    double) {
   using T = TestType;
   auto const gated = GENERATE(false, true);
-  // L = 300 spans three 128-position chunks of the backward, the last one ragged
+  // B·L = 600 spans ten 64-row chunks of the backward, the last one ragged. D = 1100 (float:
+  // 8 rows × 1100 values > 32 KiB) moves the backward's per-row dw partials to level-1 scratch.
   auto const L = GENERATE(std::size_t{7}, std::size_t{300});
-  CAPTURE(gated, L);
-  std::size_t const B = 2, D = 37;
+  auto const D = GENERATE(std::size_t{37}, std::size_t{1100});
+  CAPTURE(gated, L, D);
+  std::size_t const B = 2;
   test_space space;
   tensor3<T> x("x", B, L, D), z("z", B, L, D), y("y", B, L, D), dy("dy", B, L, D);
   tensor3<T> dx("dx", B, L, D), dz("dz", B, L, D);

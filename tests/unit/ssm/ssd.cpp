@@ -295,7 +295,9 @@ TEST_CASE("ssd: any small dimension works (forward and backward vs reference)", 
 TEMPLATE_TEST_CASE("ssd: team tiling at awkward sizes matches the reference", "[ssm][ssd]", float,
                    double) {
   // P, N and chunks that are not powers of two, L not a multiple of the chunk, chunks longer than
-  // a tile (several tiles per chunk, the last one ragged) and longer than L, one head.
+  // a tile (several tiles per chunk, the last one ragged) and longer than L, one head. The last
+  // shape (P = 24, N = 60) is too large for the kernels to stage the heads' states in team scratch
+  // (impl::ssd_stage_states), the others stage them: both paths are checked.
   using T = TestType;
   struct Dims {
     std::size_t B, L, H, P, N;

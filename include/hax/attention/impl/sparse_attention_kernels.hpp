@@ -9,6 +9,7 @@
 #include <hax/attention/pattern/concepts.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 
 #include <Kokkos_Core.hpp>
 
@@ -59,25 +60,13 @@ struct PadMask {
   KOKKOS_FUNCTION bool operator()(int b, int i) const { return valid(b, i) != 0; }
 };
 
-/// Queries per team: small, so that short sequences still give many teams.
-inline constexpr int rows_per_team = 8;
+/// Queries per team and the team shape of the row kernels: core::row_teams (one query row per
+/// thread, vector lanes over N and Dv on GPUs).
+inline constexpr int rows_per_team = core::kRowsPerTeam;
 
-/// Vector lanes per query row on GPUs: a warp, so the Dv-wide updates and the q·k reductions of a
-/// row run on 32 lanes (Dv = 128: 4 values per lane) and a team of rows_per_team rows is 256
-/// threads.
-inline constexpr int gpu_lanes_per_row = 32;
-
-/// The team shape of the row kernels: rows_per_team threads of gpu_lanes_per_row lanes on GPUs;
-/// on host backends one thread (team size AUTO) with a single lane. With Kokkos::AUTO for both on
-/// CUDA, Kokkos picks 1 lane and a large team, of which only rows_per_team threads have a row: the
-/// forward then ran at 3 % occupancy (docs/perf_attention.md).
 template <class Space>
 Kokkos::TeamPolicy<Space> row_team_policy(Space const& space, int league) {
-  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
-    return Kokkos::TeamPolicy<Space>(space, league, Kokkos::AUTO);
-  } else {
-    return Kokkos::TeamPolicy<Space>(space, league, rows_per_team, gpu_lanes_per_row);
-  }
+  return core::row_teams(space, league);
 }
 
 template <class P>

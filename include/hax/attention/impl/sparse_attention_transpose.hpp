@@ -7,6 +7,8 @@
 /// plus O(B·L) (counts, offsets, D_i); docs/math/sparse_attention.md.
 #pragma once
 
+#include <cstdint>
+
 #include <hax/attention/impl/sparse_attention_kernels.hpp>
 #include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
@@ -20,7 +22,9 @@ namespace hax::attn::impl {
 template <class Space>
 struct TransposedLists {
   using memory_space = typename Space::memory_space;
-  Kokkos::View<int*, memory_space> offsets;  // (B·L + 1) exclusive scan of the per-key counts
+  // (B·L + 1) exclusive scan of the per-key counts. 64-bit: B·L·k' pairs pass 2^31 at paper scale
+  // (dense causal at B·L = 2^20, L = 4096 visits 2^31 + 2^19 of them).
+  Kokkos::View<std::int64_t*, memory_space> offsets;
   Kokkos::View<int*, memory_space> queries;  // (B·L·k') query index i of each (key, query) pair
 };
 
@@ -33,12 +37,12 @@ TransposedLists<Space> transpose_candidates(Space const& space, P const& pattern
   int const kmax = static_cast<int>(pattern.max_keys_per_query());
   int const rows = B * L;
   TransposedLists<Space> t;
-  t.offsets = uninitialized_view<Kokkos::View<int*, memory_space>>(
+  t.offsets = uninitialized_view<Kokkos::View<std::int64_t*, memory_space>>(
       space, "hax::attn::transpose_offsets", rows + 1);
   t.queries = uninitialized_view<Kokkos::View<int*, memory_space>>(
       space, "hax::attn::transpose_queries",
       static_cast<std::size_t>(rows) * static_cast<std::size_t>(kmax > 0 ? kmax : 1));
-  auto const cursor = zeroed_view<Kokkos::View<int*, memory_space>>(
+  auto const cursor = zeroed_view<Kokkos::View<std::int64_t*, memory_space>>(
       space, "hax::attn::transpose_cursor", rows);  // (B·L)
   auto const offsets = t.offsets;
   auto const queries = t.queries;
@@ -57,8 +61,8 @@ TransposedLists<Space> transpose_candidates(Space const& space, P const& pattern
   // 2. Exclusive scan over all keys of all sequences (sequences are contiguous, so one scan).
   Kokkos::parallel_scan(
       "hax::attn::sparse_attention_transpose_scan", Kokkos::RangePolicy<Space>(space, 0, rows + 1),
-      KOKKOS_LAMBDA(int r, int& partial, bool final) {
-        int const c = r < rows ? cursor(r) : 0;
+      KOKKOS_LAMBDA(int r, std::int64_t& partial, bool final) {
+        std::int64_t const c = r < rows ? cursor(r) : 0;
         if (final) {
           offsets(r) = partial;
           if (r < rows) { cursor(r) = partial; }  // the fill's write position
@@ -74,7 +78,7 @@ TransposedLists<Space> transpose_candidates(Space const& space, P const& pattern
         for (int j = 0; j < kmax; ++j) {
           int const kk = pattern.key(b, i, j);
           if (kk < 0 || (causal && !valid(b, kk))) { continue; }
-          int const slot = Kokkos::atomic_fetch_add(&cursor(b * L + kk), 1);
+          std::int64_t const slot = Kokkos::atomic_fetch_add(&cursor(b * L + kk), std::int64_t{1});
           queries(slot) = i;
         }
       });
@@ -160,8 +164,8 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) { dk(b, t, n) = T(0); });
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv),
                                [&](int d) { dv(b, t, d) = causal ? T(0) : uniform(b, d); });
-          int const end = offsets(row + 1);
-          for (int e = offsets(row); e < end; ++e) {
+          std::int64_t const end = offsets(row + 1);
+          for (std::int64_t e = offsets(row); e < end; ++e) {
             int const i = queries(e);
             T s = T(0);
             Kokkos::parallel_reduce(

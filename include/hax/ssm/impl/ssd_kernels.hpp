@@ -83,11 +83,22 @@ struct SsdScratch {
   static std::size_t mat_bytes(int rows, int cols) { return mat::shmem_size(rows, ssd_pad(cols)); }
 };
 
+/// Whether the kernels stage a head's (P × N) state in team scratch: when two of them take at
+/// most a quarter of the budget (P · N up to about 1 400, e.g. the reference's P = 16, N = 32),
+/// so that large heads (P = 64, N = 128) keep the tile length for the Q × Q forms and read the
+/// state from global memory instead.
+template <class Space, class T>
+bool ssd_stage_states(int P, int N) {
+  return 2 * SsdScratch<Space, T>::mat_bytes(P, N) <= kSsdScratchBudget / 4;
+}
+
 /// Team scratch of ssd_backward_main for tile Q (the binding one of the backward's tiling).
 template <class Space, class T>
 std::size_t ssd_backward_main_bytes(int Q, int P, int N) {
   using S = SsdScratch<Space, T>;
-  return 2 * S::mat_bytes(Q, N) + 4 * S::mat_bytes(Q, Q) + 3 * S::mat_bytes(Q, P) +
+  // Unstaged, the two (0 × N) views still take their alignment slack.
+  std::size_t const states = 2 * S::mat_bytes(ssd_stage_states<Space, T>(P, N) ? P : 0, N);
+  return 4 * S::mat_bytes(Q, N) + 4 * S::mat_bytes(Q, Q) + 4 * S::mat_bytes(Q, P) + states +
          7 * S::vec_bytes(Q);
 }
 
@@ -253,7 +264,9 @@ void ssd_tile_pass(Space const& space, SsdTiles const& tl,
       });
 }
 
-/// Forward, inter-tile part: y_t += e^{a_t} S_start C_t for every tile but the first.
+/// Forward, inter-tile part: y_t += e^{a_t} S_start C_t for every tile but the first. Per head the
+/// start state (P × N) is staged in team scratch beside the tile's C, so the (Q × P) product reads
+/// scratch only.
 template <class Space, class In, class T, class Mem>
 void ssd_forward_inter(Space const& space, In const& in, SsdTiles const& tl,
                        Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& acs_g,
@@ -269,7 +282,8 @@ void ssd_forward_inter(Space const& space, In const& in, SsdTiles const& tl,
   int const N = Cm.extent_int(2);
   int const Q = tl.tile;
   int const n_tiles = tl.n_tiles;
-  std::size_t const bytes = S::mat_bytes(Q, N) + S::vec_bytes(Q);
+  bool const stage = ssd_stage_states<Space, T>(P, N);
+  std::size_t const bytes = S::mat_bytes(Q, N) + S::mat_bytes(stage ? P : 0, N) + S::vec_bytes(Q);
   policy pol(space, B * n_tiles, Kokkos::AUTO);
   pol.set_scratch_size(0, Kokkos::PerTeam(bytes));
   Kokkos::parallel_for(
@@ -282,18 +296,24 @@ void ssd_forward_inter(Space const& space, In const& in, SsdTiles const& tl,
           return;
         }
         mat Cs(team.team_scratch(0), Q, ssd_pad(N));  // (Q, N)
-        vec e(team.team_scratch(0), Q);               // (Q) e^{a_t}
+        mat S0(team.team_scratch(0), stage ? P : 0, ssd_pad(N));  // (P, N) this head's start state
+        vec e(team.team_scratch(0), Q);                           // (Q) e^{a_t}
+        auto state = [&](int h, int p, int n) { return stage ? S0(p, n) : starts(b, h, k, p, n); };
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len * N),
                              [&](int i) { Cs(i / N, i % N) = Cm(b, ts + i / N, i % N); });
         for (int h = 0; h < H; ++h) {
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len),
                                [&](int t) { e(t) = Kokkos::exp(acs_g(b, ts + t, h)); });
+          if (stage) {
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, P * N),
+                                 [&](int i) { S0(i / N, i % N) = starts(b, h, k, i / N, i % N); });
+          }
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len * P), [&](int i) {
             int const t = i / P, p = i % P;
             T v = T(0);
             for (int n = 0; n < N; ++n) {
-              v += starts(b, h, k, p, n) * Cs(t, n);
+              v += state(h, p, n) * Cs(t, n);
             }
             y(b, ts + t, h, p) += e(t) * v;
           });
@@ -408,6 +428,9 @@ void ssd_backward_tiles(Space const& space, In const& in,
 /// W(t, s) = Σ_h e^{a_t - a_s} dt_s (dy_t·x_s),
 ///   dC_t = Σ_{s<=t} W(t, s) B_s + Σ_h e^{a_t} S0ᵀ dy_t,
 ///   dB_s = Σ_{t>=s} W(t, s) C_t + Σ_h e^{a_last - a_s} dt_s Gᵀ x_s.
+/// Each head's S0 and G (P × N) are staged in team scratch, and the state terms are small matrix
+/// products there: S0·C_t (Q × P) for d a, and the heads' shares of the second terms of dC and dB,
+/// accumulated over the heads in (Q × N) scratch. No thread walks P·N global values alone.
 template <class Space, class In, class G, class T, class Mem>
 void ssd_backward_main(Space const& space, In const& in,
                        Kokkos::View<T const****, Kokkos::LayoutRight, Mem> const& dy,
@@ -438,6 +461,7 @@ void ssd_backward_main(Space const& space, In const& in,
   int const Q = tl.tile;
   int const n_tiles = tl.n_tiles;
   std::size_t const bytes = ssd_backward_main_bytes<Space, T>(Q, P, N);
+  bool const stage = ssd_stage_states<Space, T>(P, N);
   policy pol(space, B * n_tiles, Kokkos::AUTO);
   pol.set_scratch_size(0, Kokkos::PerTeam(bytes));
   Kokkos::parallel_for(
@@ -461,6 +485,13 @@ void ssd_backward_main(Space const& space, In const& in,
         mat xs(team.team_scratch(0), Q, ssd_pad(P));   // (Q, P) x, this head
         mat dys(team.team_scratch(0), Q, ssd_pad(P));  // (Q, P) dy, this head
         mat du(team.team_scratch(0), Q, ssd_pad(P));   // (Q, P) dLoss/d(dt x), this head
+        mat s0c(team.team_scratch(0), Q, ssd_pad(P));  // (Q, P) S0 C_t, this head
+        mat dCi(team.team_scratch(0), Q, ssd_pad(N));  // (Q, N) Σ_h e^{a_t} S0ᵀ dy_t
+        mat dBi(team.team_scratch(0), Q, ssd_pad(N));  // (Q, N) Σ_h e^{a_last-a_t} dt_t Gᵀ x_t
+        // This head's state at the tile start and adjoint of its end state, (P, N) each, staged
+        // when they fit (ssd_stage_states); else read where they are.
+        mat S0(team.team_scratch(0), stage ? P : 0, ssd_pad(N));
+        mat Gs(team.team_scratch(0), stage ? P : 0, ssd_pad(N));
         vec dtv(team.team_scratch(0), Q);              // (Q)
         vec acs(team.team_scratch(0), Q);              // (Q)
         vec da(team.team_scratch(0), Q);               // (Q) dLoss/d a_t
@@ -471,6 +502,8 @@ void ssd_backward_main(Space const& space, In const& in,
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len * N), [&](int i) {
           Bs(i / N, i % N) = Bm(b, ts + i / N, i % N);
           Cs(i / N, i % N) = Cm(b, ts + i / N, i % N);
+          dCi(i / N, i % N) = T(0);
+          dBi(i / N, i % N) = T(0);
         });
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len * len), [&](int i) {
@@ -493,6 +526,14 @@ void ssd_backward_main(Space const& space, In const& in,
             xs(i / P, i % P) = x(b, ts + i / P, h, i % P);
             dys(i / P, i % P) = dy(b, ts + i / P, h, i % P);
           });
+          if (stage) {
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, P * N), [&](int i) {
+              S0(i / N, i % N) = starts(b, h, k, i / N, i % N);
+              Gs(i / N, i % N) = adj(b, h, k, i / N, i % N);
+            });
+          }
+          auto state = [&](int p, int n) { return stage ? S0(p, n) : starts(b, h, k, p, n); };
+          auto adjoint = [&](int p, int n) { return stage ? Gs(p, n) : adj(b, h, k, p, n); };
           T ge = T(0);  // <G, S_end>, S_end = S_start of the next tile (G = 0 for the last)
           if (has_next) {
             Kokkos::parallel_reduce(
@@ -530,12 +571,27 @@ void ssd_backward_main(Space const& space, In const& in,
               v += M(t, s) * dys(t, p);
             }
             T gb = T(0);
+            T c0 = T(0);
             for (int n = 0; n < N; ++n) {
-              gb += adj(b, h, k, p, n) * Bs(s, n);
+              gb += adjoint(p, n) * Bs(s, n);
+              c0 += state(p, n) * Cs(s, n);
             }
             v += Kokkos::exp(a_last - acs(s)) * gb;
             du(s, p) = v;
+            s0c(s, p) = c0;
             dx(b, ts + s, h, p) = dtv(s) * v + skip * dys(s, p);
+          });
+          // This head's shares of the state terms of dC and dB (independent of the pass above).
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len * N), [&](int i) {
+            int const t = i / N, n = i % N;
+            T ic = T(0);
+            T ib = T(0);
+            for (int p = 0; p < P; ++p) {
+              ic += dys(t, p) * state(p, n);
+              ib += xs(t, p) * adjoint(p, n);
+            }
+            dCi(t, n) += Kokkos::exp(acs(t)) * ic;
+            dBi(t, n) += dtv(t) * Kokkos::exp(a_last - acs(t)) * ib;
           });
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len), [&](int t) {
@@ -547,11 +603,7 @@ void ssd_backward_main(Space const& space, In const& in,
             T direct = T(0);
             T skipdot = T(0);
             for (int p = 0; p < P; ++p) {
-              T sc = T(0);
-              for (int n = 0; n < N; ++n) {
-                sc += starts(b, h, k, p, n) * Cs(t, n);
-              }
-              inter += dys(t, p) * sc;
+              inter += dys(t, p) * s0c(t, p);
               direct += xs(t, p) * du(t, p);
               skipdot += dys(t, p) * xs(t, p);
             }
@@ -605,19 +657,8 @@ void ssd_backward_main(Space const& space, In const& in,
           for (int r = t; r < len; ++r) {
             sb += W(r, t) * Cs(r, n);
           }
-          for (int h = 0; h < H; ++h) {
-            T const at = acs_g(b, ts + t, h);
-            T ic = T(0);
-            T ib = T(0);
-            for (int p = 0; p < P; ++p) {
-              ic += dy(b, ts + t, h, p) * starts(b, h, k, p, n);
-              ib += x(b, ts + t, h, p) * adj(b, h, k, p, n);
-            }
-            sc += Kokkos::exp(at) * ic;
-            sb += dtv_g(b, ts + t, h) * Kokkos::exp(acs_g(b, ts + len - 1, h) - at) * ib;
-          }
-          dC(b, ts + t, n) = sc;
-          dB(b, ts + t, n) = sb;
+          dC(b, ts + t, n) = sc + dCi(t, n);
+          dB(b, ts + t, n) = sb + dBi(t, n);
         });
       });
 }
