@@ -133,9 +133,11 @@ void run(benchmark::State& state, P const& pattern, int B, int L, int mode, doub
   double const flop = rows * keys * (backward ? (6.0 * kN + 4.0 * kDv) : (2.0 * kN + 2.0 * kDv));
   double const io = rows * (backward ? (2 * kN + 3 * kDv + 1 + 2 * kN + kDv) : (2 * kN + 2 * kDv + 1)) * 4.0;
   double const gathered = rows * keys * (kN + kDv) * 4.0 * (backward ? 3.0 : 1.0);  // k, v reads; dk, dv atomics
-  // The gather backward also allocates its transposed lists (one int per visited pair, offsets)
-  // and D (B·L floats) on every call.
-  double const scratch = mode == 1 ? 4.0 * rows * (static_cast<double>(pattern.max_keys_per_query()) + 2.0) : 0.0;
+  // The gather backward also allocates, on every call, its transposed lists (k' ints per query
+  // row: an upper bound on the visited pairs), their 64-bit offsets and fill cursors (B·L each)
+  // and D (B·L floats).
+  double const scratch =
+      mode == 1 ? rows * (4.0 * static_cast<double>(pattern.max_keys_per_query()) + 8.0 + 8.0 + 4.0) : 0.0;
   double const alloc = (4.0 * rows * (kN * 4 + kDv * 4 + 1)) + extra_alloc + scratch;
   using benchmark::Counter;
   state.counters["FLOP"] = Counter(flop, Counter::kDefaults, Counter::kIs1000);

@@ -74,8 +74,8 @@ KOKKOS_INLINE_FUNCTION typename X::non_const_value_type masked_input(X const& x,
 }
 
 /// Forward: work item (b, chunk, c) slides the window win[k] = xm(b, t−K+1+k, c) along t.
-template <bool kSilu, bool kMask, class Space, class X, class W, class Bias, class M, class Y>
-void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias const& bias,
+template <bool kSilu, bool kMask, int kFixedK, class Space, class X, class W, class Bias, class M, class Y>
+void conv1d_forward_kernel_k(Space const& space, X const& x, W const& w, Bias const& bias,
                            M const& mask, Y const& y) {
   using value_type = typename Y::non_const_value_type;
   int const L = x.extent_int(1);
@@ -87,22 +87,25 @@ void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias cons
   core::for_each_row_major(
       kSilu ? "hax::nn::conv1d_silu_forward" : "hax::nn::conv1d_forward", space, x.extent_int(0),
       chunks, C, KOKKOS_LAMBDA(int b, int ch, int c) {
+        // Kc is a compile-time constant when kFixedK > 0: the window loops unroll and the
+        // K-wide arrays stay in registers instead of local memory.
+        int const Kc = kFixedK > 0 ? kFixedK : K;
         int const begin = ch * chunk_len;
         int const end = begin + chunk_len < L ? begin + chunk_len : L;
-        value_type wc[kMaxConvWidth];   // (K) this channel's taps
-        value_type win[kMaxConvWidth];  // (K) xm(t−K+1 .. t)
-        for (int k = 0; k < K; ++k) {
+        value_type wc[kMaxConvWidth];   // (Kc) this channel's taps
+        value_type win[kMaxConvWidth];  // (Kc) xm(t−Kc+1 .. t)
+        for (int k = 0; k < Kc; ++k) {
           wc[k] = w(c, k);
         }
-        for (int k = 0; k + 1 < K; ++k) {  // the causal halo; zeros before t = 0
-          int const s = begin - K + 1 + k;
+        for (int k = 0; k + 1 < Kc; ++k) {  // the causal halo; zeros before t = 0
+          int const s = begin - Kc + 1 + k;
           win[k] = s >= 0 ? masked_input<kMask>(x, mask, b, s, c) : value_type(0);
         }
         value_type const bc = bias(c);
         for (int t = begin; t < end; ++t) {
-          win[K - 1] = masked_input<kMask>(x, mask, b, t, c);
+          win[Kc - 1] = masked_input<kMask>(x, mask, b, t, c);
           value_type pre = bc;
-          for (int k = 0; k < K; ++k) {
+          for (int k = 0; k < Kc; ++k) {
             pre += wc[k] * win[k];
           }
           if (kSilu) {
@@ -110,7 +113,7 @@ void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias cons
           } else {
             y(b, t, c) = pre;
           }
-          for (int k = 0; k + 1 < K; ++k) {
+          for (int k = 0; k + 1 < Kc; ++k) {
             win[k] = win[k + 1];
           }
         }
@@ -123,9 +126,9 @@ void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias cons
 /// once t has passed it by K−1 (dx(s) = Σ_k w(k) g(s+K−1−k)), and is written then. t runs K−1
 /// past the chunk end to finish its last positions; dw and dbias take only t inside the chunk,
 /// summed in registers and added with one atomic per tap and chunk.
-template <bool kSilu, bool kMask, class Space, class DY, class X, class W, class Bias, class M,
-          class DX, class DW, class DB>
-void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W const& w,
+template <bool kSilu, bool kMask, int kFixedK, class Space, class DY, class X, class W, class Bias,
+          class M, class DX, class DW, class DB>
+void conv1d_backward_kernel_k(Space const& space, DY const& dy, X const& x, W const& w,
                             Bias const& bias, M const& mask, DX const& dx, DW const& dw,
                             DB const& dbias) {
   using value_type = typename DX::non_const_value_type;
@@ -137,21 +140,24 @@ void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W cons
   core::for_each_row_major(
       kSilu ? "hax::nn::conv1d_silu_backward" : "hax::nn::conv1d_backward", space,
       x.extent_int(0), chunks, C, KOKKOS_LAMBDA(int b, int ch, int c) {
+        // Kc is a compile-time constant when kFixedK > 0: the window loops unroll and the
+        // K-wide arrays stay in registers instead of local memory.
+        int const Kc = kFixedK > 0 ? kFixedK : K;
         int const begin = ch * chunk_len;
         int const end = begin + chunk_len < L ? begin + chunk_len : L;
-        int const stop = end + K - 1 < L ? end + K - 1 : L;  // one past the last t needed
-        value_type wc[kMaxConvWidth];      // (K) taps
-        value_type win[kMaxConvWidth];     // (K) xm(t−K+1 .. t)
-        value_type part[kMaxConvWidth];    // (K) partial dx(t−K+1 .. t)
-        value_type dw_acc[kMaxConvWidth];  // (K) this chunk's share of dw(c, :)
+        int const stop = end + Kc - 1 < L ? end + Kc - 1 : L;  // one past the last t needed
+        value_type wc[kMaxConvWidth];      // (Kc) taps
+        value_type win[kMaxConvWidth];     // (Kc) xm(t−Kc+1 .. t)
+        value_type part[kMaxConvWidth];    // (Kc) partial dx(t−Kc+1 .. t)
+        value_type dw_acc[kMaxConvWidth];  // (Kc) this chunk's share of dw(c, :)
         value_type db_acc = 0;
-        for (int k = 0; k < K; ++k) {
+        for (int k = 0; k < Kc; ++k) {
           wc[k] = w(c, k);
           part[k] = 0;
           dw_acc[k] = 0;
         }
-        for (int k = 0; k + 1 < K; ++k) {
-          int const s = begin - K + 1 + k;
+        for (int k = 0; k + 1 < Kc; ++k) {
+          int const s = begin - Kc + 1 + k;
           win[k] = s >= 0 ? masked_input<kMask>(x, mask, b, s, c) : value_type(0);
         }
         value_type const bc = bias(c);
@@ -165,42 +171,65 @@ void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W cons
           }
         };
         for (int t = begin; t < stop; ++t) {
-          win[K - 1] = masked_input<kMask>(x, mask, b, t, c);
+          win[Kc - 1] = masked_input<kMask>(x, mask, b, t, c);
           value_type g = dy(b, t, c);
           if (kSilu) {
             value_type pre = bc;
-            for (int k = 0; k < K; ++k) {
+            for (int k = 0; k < Kc; ++k) {
               pre += wc[k] * win[k];
             }
             g *= silu_derivative(pre);
           }
-          // part[k] holds dx(t−K+k) before this step: shift it out (complete) and open t.
-          write_dx(t - K, part[0]);
-          for (int k = 0; k + 1 < K; ++k) {
+          // part[k] holds dx(t−Kc+k) before this step: shift it out (complete) and open t.
+          write_dx(t - Kc, part[0]);
+          for (int k = 0; k + 1 < Kc; ++k) {
             part[k] = part[k + 1];
           }
-          part[K - 1] = 0;
-          for (int k = 0; k < K; ++k) {
-            part[k] += wc[k] * g;  // y(t) reads xm(t−K+1+k) through w(k)
+          part[Kc - 1] = 0;
+          for (int k = 0; k < Kc; ++k) {
+            part[k] += wc[k] * g;  // y(t) reads xm(t−Kc+1+k) through w(k)
           }
           if (t < end) {
             db_acc += g;
-            for (int k = 0; k < K; ++k) {
+            for (int k = 0; k < Kc; ++k) {
               dw_acc[k] += g * win[k];
             }
           }
-          for (int k = 0; k + 1 < K; ++k) {
+          for (int k = 0; k + 1 < Kc; ++k) {
             win[k] = win[k + 1];
           }
         }
-        for (int k = 0; k < K; ++k) {  // positions stop−K .. stop−1 have all their terms now
-          write_dx(stop - K + k, part[k]);
+        for (int k = 0; k < Kc; ++k) {  // positions stop−Kc .. stop−1 have all their terms now
+          write_dx(stop - Kc + k, part[k]);
         }
-        for (int k = 0; k < K; ++k) {
+        for (int k = 0; k < Kc; ++k) {
           Kokkos::atomic_add(&dw(c, k), dw_acc[k]);
         }
         Kokkos::atomic_add(&dbias(c), db_acc);
       });
+}
+
+/// The kernels with the width fixed at compile time for Mamba's K = 4, else read at run time.
+template <bool kSilu, bool kMask, class Space, class X, class W, class Bias, class M, class Y>
+void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias const& bias,
+                           M const& mask, Y const& y) {
+  if (w.extent_int(1) == 4) {
+    conv1d_forward_kernel_k<kSilu, kMask, 4>(space, x, w, bias, mask, y);
+  } else {
+    conv1d_forward_kernel_k<kSilu, kMask, 0>(space, x, w, bias, mask, y);
+  }
+}
+
+template <bool kSilu, bool kMask, class Space, class DY, class X, class W, class Bias, class M,
+          class DX, class DW, class DB>
+void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W const& w,
+                            Bias const& bias, M const& mask, DX const& dx, DW const& dw,
+                            DB const& dbias) {
+  if (w.extent_int(1) == 4) {
+    conv1d_backward_kernel_k<kSilu, kMask, 4>(space, dy, x, w, bias, mask, dx, dw, dbias);
+  } else {
+    conv1d_backward_kernel_k<kSilu, kMask, 0>(space, dy, x, w, bias, mask, dx, dw, dbias);
+  }
 }
 
 }  // namespace impl

@@ -19,6 +19,7 @@
 #include <hax/attention/pattern/sink.hpp>
 #include <hax/attention/pattern/sliding_window.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 
 #include <array>
 #include <string>
@@ -159,21 +160,29 @@ struct RuntimePattern {
     if (part > 0 && idx.size() > 0) {
       int const L = idx.extent_int(1), kp = idx.extent_int(2);
       RuntimePattern const earlier = *this;  // by value into the kernel: only parts [0, part) are read
+      // One query row per thread, its k' candidates on the vector lanes (core::row_teams): each
+      // lane checks one candidate against the earlier parts, whose row all lanes read together.
+      int const rows = idx.extent_int(0) * L;
+      int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
+      using member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
       Kokkos::parallel_for(
-          "hax::attn::RuntimePattern::drop_repeated_candidates",
-          Kokkos::RangePolicy<ExecSpace>(space, 0, idx.extent(0) * idx.extent(1)),
-          KOKKOS_LAMBDA(std::size_t row) {
-            int const b = static_cast<int>(row / L), q = static_cast<int>(row % L);
-            for (int j = 0; j < kp; ++j) {
-              int const k = idx(b, q, j);
-              if (k < 0) { continue; }
-              for (int e = 0; e < part; ++e) {
-                if (earlier.part_allows(e, b, q, k)) {
-                  idx(b, q, j) = -1;
-                  break;
+          "hax::attn::RuntimePattern::drop_repeated_candidates", core::row_teams(space, league),
+          KOKKOS_LAMBDA(member const& team) {
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
+              int const row = team.league_rank() * core::kRowsPerTeam + r;
+              if (row >= rows) { return; }
+              int const b = row / L, q = row % L;
+              Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, kp), [&](int j) {
+                int const k = idx(b, q, j);
+                if (k < 0) { return; }
+                for (int e = 0; e < part; ++e) {
+                  if (earlier.part_allows(e, b, q, k)) {
+                    idx(b, q, j) = -1;
+                    return;
+                  }
                 }
-              }
-            }
+              });
+            });
           });
     }
     disjoint[part] = true;

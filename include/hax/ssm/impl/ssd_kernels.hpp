@@ -248,8 +248,20 @@ void ssd_tile_pass(Space const& space, SsdTiles const& tl,
         int const h = (i / (N * P)) % H;
         int const b = i / (N * P * H);
         T carry = T(0);
+        // The next tile's own state and decay are loaded before this tile's store, so the loads
+        // overlap the recurrence instead of waiting behind the store to the same View.
+        int const k0 = reverse ? n_tiles - 1 : 0;
+        T own_next = n_tiles > 0 ? buf(b, h, k0, p, n) : T(0);
+        T decay_next = n_tiles > 0 ? decay(b, h, k0) : T(0);
         for (int kk = 0; kk < n_tiles; ++kk) {
           int const k = reverse ? n_tiles - 1 - kk : kk;
+          T const own = own_next;
+          T const dk = decay_next;
+          if (kk + 1 < n_tiles) {
+            int const k1 = reverse ? k - 1 : k + 1;
+            own_next = buf(b, h, k1, p, n);
+            decay_next = decay(b, h, k1);
+          }
           if (!reverse && k % per_chunk == 0) {
             if (write_saved) {
               saved(b, h, k / per_chunk, p, n) = carry;
@@ -257,9 +269,8 @@ void ssd_tile_pass(Space const& space, SsdTiles const& tl,
               carry = saved(b, h, k / per_chunk, p, n);
             }
           }
-          T const own = buf(b, h, k, p, n);
           buf(b, h, k, p, n) = carry;
-          carry = decay(b, h, k) * carry + own;
+          carry = dk * carry + own;
         }
       });
 }
