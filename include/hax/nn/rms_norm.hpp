@@ -94,8 +94,9 @@ void rms_norm_forward_kernel(Space const& space, X const& x, Z const& z, W const
 /// (one per channel and team), few enough that B·L = 67 648 rows still give about 1 000 teams.
 inline constexpr int kNormBackwardRowsPerTeam = 64;
 
-/// Team scratch above which the backward's per-row dw partials move to level-1 (global) scratch:
-/// kRowsPerTeam rows of D values fit GPU shared memory up to D = 1 024 (float).
+/// Bytes of dw partials (kRowsPerTeam rows of D values, alignment slack not counted) above which
+/// the backward moves them to level-1 (global) scratch: up to D = 1 024 in float (512 in double)
+/// they stay in GPU shared memory.
 inline constexpr std::size_t kNormScratchLevel0Bytes = 32 * 1024;
 
 /// One chunk of kNormBackwardRowsPerTeam rows per core::row_teams team; its threads take every
@@ -120,7 +121,8 @@ void rms_norm_backward_kernel(Space const& space, DY const& dy, X const& x, Z co
   int const league = (rows + kChunk - 1) / kChunk;
   value_type const inv_d = value_type(1) / static_cast<value_type>(D);
   std::size_t const scratch_bytes = scratch_view::shmem_size(kRows, D);
-  int const level = scratch_bytes <= kNormScratchLevel0Bytes ? 0 : 1;
+  int const level =
+      static_cast<std::size_t>(kRows) * D * sizeof(value_type) <= kNormScratchLevel0Bytes ? 0 : 1;
   Kokkos::parallel_for(
       kGated ? "hax::nn::gated_rms_norm_backward" : "hax::nn::rms_norm_backward",
       core::row_teams(space, league).set_scratch_size(level, Kokkos::PerTeam(scratch_bytes)),

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <random>
 #include <string>
@@ -259,6 +260,16 @@ TEST_CASE("deduplicating a list before the earlier lists are attached is refused
   auto const idx = to_device(random_candidates(1, 20, 4, 3));
   CHECK_THROWS_WITH(pattern.set_candidates(space, hax::attn::PatternKind::key_selection, idx),
                     Catch::Matchers::ContainsSubstring("'sign_bin_lsh', whose candidates are not attached yet"));
+}
+
+TEST_CASE("deduplicating a list against itself is refused", "[attention][sparse]") {
+  // The same View attached to both parts would be compared with itself while it is rewritten.
+  test_space space;
+  auto pattern = hax::attn::make_pattern<test_memory_space>("sign_bin_lsh+key_selection", 8, 20);
+  auto const idx = to_device(random_candidates(1, 20, 4, 3));
+  pattern.set_candidates(space, hax::attn::PatternKind::sign_bin_lsh, idx);
+  CHECK_THROWS_WITH(pattern.set_candidates(space, hax::attn::PatternKind::key_selection, idx),
+                    Catch::Matchers::ContainsSubstring("the View already attached to the earlier part 'sign_bin_lsh'"));
 }
 
 TEMPLATE_TEST_CASE("sparse attention with a pad mask", "[attention][sparse]", float, double) {

@@ -156,12 +156,17 @@ struct RuntimePattern {
                     "hax::attn::RuntimePattern::set_candidates", "part '", pattern_part_names[int(kind)],
                     "' is deduplicated against the earlier part '", pattern_part_names[int(parts[e].kind)],
                     "', whose candidates are not attached yet");
+      core::require(!is_data_dependent(parts[e].kind) || lists[parts[e].a].idx.data() != idx.data(),
+                    "hax::attn::RuntimePattern::set_candidates", "part '", pattern_part_names[int(kind)],
+                    "' is given the View already attached to the earlier part '",
+                    pattern_part_names[int(parts[e].kind)], "', against which it would be deduplicated");
     }
     if (part > 0 && idx.size() > 0) {
       int const L = idx.extent_int(1), kp = idx.extent_int(2);
       RuntimePattern const earlier = *this;  // by value into the kernel: only parts [0, part) are read
       // One query row per thread, its k' candidates on the vector lanes (core::row_teams): each
       // lane checks one candidate against the earlier parts, whose row all lanes read together.
+      // (So `idx` must not be a View attached to an earlier part: refused above.)
       int const rows = idx.extent_int(0) * L;
       int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
       using member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;

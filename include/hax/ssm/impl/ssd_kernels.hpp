@@ -84,9 +84,11 @@ struct SsdScratch {
 };
 
 /// Whether the kernels stage a head's (P × N) state in team scratch: when two of them take at
-/// most a quarter of the budget (P · N up to about 1 400, e.g. the reference's P = 16, N = 32),
-/// so that large heads (P = 64, N = 128) keep the tile length for the Q × Q forms and read the
-/// state from global memory instead.
+/// most a quarter of the budget (P · N up to about 1 400 in float, 700 in double, rows padded to an
+/// odd N; e.g. the reference's P = 16, N = 32), so that large heads (P = 64, N = 128) do not give
+/// up tile length for them and read the state from global memory instead. (The Q-sized
+/// accumulators of the state terms are allocated either way: for P = 64, N = 128 in float the
+/// backward's tile is 13 steps, where it was 20 before they existed; not measured on a GPU.)
 template <class Space, class T>
 bool ssd_stage_states(int P, int N) {
   return 2 * SsdScratch<Space, T>::mat_bytes(P, N) <= kSsdScratchBudget / 4;
@@ -276,8 +278,8 @@ void ssd_tile_pass(Space const& space, SsdTiles const& tl,
 }
 
 /// Forward, inter-tile part: y_t += e^{a_t} S_start C_t for every tile but the first. Per head the
-/// start state (P × N) is staged in team scratch beside the tile's C, so the (Q × P) product reads
-/// scratch only.
+/// start state (P × N) is staged in team scratch beside the tile's C when small (ssd_stage_states),
+/// so the (Q × P) product reads scratch only.
 template <class Space, class In, class T, class Mem>
 void ssd_forward_inter(Space const& space, In const& in, SsdTiles const& tl,
                        Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& acs_g,
@@ -439,9 +441,10 @@ void ssd_backward_tiles(Space const& space, In const& in,
 /// W(t, s) = Σ_h e^{a_t - a_s} dt_s (dy_t·x_s),
 ///   dC_t = Σ_{s<=t} W(t, s) B_s + Σ_h e^{a_t} S0ᵀ dy_t,
 ///   dB_s = Σ_{t>=s} W(t, s) C_t + Σ_h e^{a_last - a_s} dt_s Gᵀ x_s.
-/// Each head's S0 and G (P × N) are staged in team scratch, and the state terms are small matrix
-/// products there: S0·C_t (Q × P) for d a, and the heads' shares of the second terms of dC and dB,
-/// accumulated over the heads in (Q × N) scratch. No thread walks P·N global values alone.
+/// Each head's S0 and G (P × N) are staged in team scratch when small (ssd_stage_states), and the
+/// state terms are small matrix products: S0·C_t (Q × P) for d a, and the heads' shares of the
+/// second terms of dC and dB, accumulated over the heads in (Q × N) scratch. No thread walks P·N
+/// values alone.
 template <class Space, class In, class G, class T, class Mem>
 void ssd_backward_main(Space const& space, In const& in,
                        Kokkos::View<T const****, Kokkos::LayoutRight, Mem> const& dy,
