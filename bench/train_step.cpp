@@ -92,14 +92,28 @@ using hax::models::Base;
       ->Unit(benchmark::kMillisecond)                  \
       ->UseRealTime()                                  \
       ->MinTime(1.0)
+// Every configuration of the joint-recall table (docs/table.md), per base: the base and double
+// size without the branch, then each sparse cell.
 HAX_STEP_BENCH(mamba2_step, base, Base::mamba2, false, "");
 HAX_STEP_BENCH(mamba2_step, double_size, Base::mamba2, true, "");
 HAX_STEP_BENCH(mamba2_step, sign_bin_lsh_key_selection, Base::mamba2, false,
                "sign_bin_lsh+key_selection");
 HAX_STEP_BENCH(mamba2_step, sliding_window_dilated, Base::mamba2, false, "sliding_window+dilated");
+HAX_STEP_BENCH(mamba2_step, dilated, Base::mamba2, false, "dilated");
+HAX_STEP_BENCH(mamba2_step, sliding_window, Base::mamba2, false, "sliding_window");
+HAX_STEP_BENCH(mamba2_step, sliding_window_sink, Base::mamba2, false, "sliding_window+sink");
+HAX_STEP_BENCH(mamba2_step, sign_bin_lsh, Base::mamba2, false, "sign_bin_lsh");
+HAX_STEP_BENCH(mamba2_step, key_selection, Base::mamba2, false, "key_selection");
 HAX_STEP_BENCH(mamba_step, base, Base::mamba, false, "");
+HAX_STEP_BENCH(mamba_step, double_size, Base::mamba, true, "");
 HAX_STEP_BENCH(mamba_step, sign_bin_lsh_key_selection, Base::mamba, false,
                "sign_bin_lsh+key_selection");
+HAX_STEP_BENCH(mamba_step, sliding_window_dilated, Base::mamba, false, "sliding_window+dilated");
+HAX_STEP_BENCH(mamba_step, dilated, Base::mamba, false, "dilated");
+HAX_STEP_BENCH(mamba_step, sliding_window, Base::mamba, false, "sliding_window");
+HAX_STEP_BENCH(mamba_step, sliding_window_sink, Base::mamba, false, "sliding_window+sink");
+HAX_STEP_BENCH(mamba_step, sign_bin_lsh, Base::mamba, false, "sign_bin_lsh");
+HAX_STEP_BENCH(mamba_step, key_selection, Base::mamba, false, "key_selection");
 
 }  // namespace
 
