@@ -78,43 +78,51 @@ void run(benchmark::State& state, Case const& c) {
   state.counters["vs_floor"] = Counter(1e-3, Counter::kIsIterationInvariantRate | Counter::kInvert);
 }
 
-// BENCHMARK_CAPTURE pastes the function name into identifiers, so it needs non-template names.
-void mamba2_step(benchmark::State& state, Case c) {
-  run<hax::ssm::Mamba2Mixer<Space, float>>(state, c);
+/// Registers one case per configuration of the joint-recall table (docs/table.md), for both
+/// bases: the base and double size without the branch, then each sparse cell. Names are
+/// `<base>_step/<cell>` with '+' written as '_' (e.g. mamba2_step/sign_bin_lsh_key_selection).
+void register_all() {
+  using hax::models::Base;
+  struct Cell {
+    char const* name;
+    bool double_size;
+    char const* sparse;  // "" = none
+  };
+  static constexpr Cell cells[] = {
+      {"base", false, ""},
+      {"double_size", true, ""},
+      {"sign_bin_lsh_key_selection", false, "sign_bin_lsh+key_selection"},
+      {"sliding_window_dilated", false, "sliding_window+dilated"},
+      {"dilated", false, "dilated"},
+      {"sliding_window", false, "sliding_window"},
+      {"sliding_window_sink", false, "sliding_window+sink"},
+      {"sign_bin_lsh", false, "sign_bin_lsh"},
+      {"key_selection", false, "key_selection"},
+  };
+  for (Base base : {Base::mamba2, Base::mamba}) {
+    std::string const prefix = base == Base::mamba2 ? "mamba2_step/" : "mamba_step/";
+    for (Cell const& cell : cells) {
+      Case const c{base, cell.double_size, cell.sparse};
+      std::string const name = prefix + cell.name;
+      benchmark::internal::Benchmark* const b =
+          base == Base::mamba2
+              ? benchmark::RegisterBenchmark(name.c_str(),
+                                             [c](benchmark::State& s) {
+                                               run<hax::ssm::Mamba2Mixer<Space, float>>(s, c);
+                                             })
+              : benchmark::RegisterBenchmark(name.c_str(), [c](benchmark::State& s) {
+                  run<hax::ssm::MambaMixer<Space, float>>(s, c);
+                });
+      b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+    }
+  }
 }
-void mamba_step(benchmark::State& state, Case c) {
-  run<hax::ssm::MambaMixer<Space, float>>(state, c);
-}
-
-using hax::models::Base;
-#define HAX_STEP_BENCH(fn, name, base, dbl, sparse)     \
-  BENCHMARK_CAPTURE(fn, name, Case{base, dbl, sparse}) \
-      ->Unit(benchmark::kMillisecond)                  \
-      ->UseRealTime()                                  \
-      ->MinTime(1.0)
-// Every configuration of the joint-recall table (docs/table.md), per base: the base and double
-// size without the branch, then each sparse cell.
-HAX_STEP_BENCH(mamba2_step, base, Base::mamba2, false, "");
-HAX_STEP_BENCH(mamba2_step, double_size, Base::mamba2, true, "");
-HAX_STEP_BENCH(mamba2_step, sign_bin_lsh_key_selection, Base::mamba2, false,
-               "sign_bin_lsh+key_selection");
-HAX_STEP_BENCH(mamba2_step, sliding_window_dilated, Base::mamba2, false, "sliding_window+dilated");
-HAX_STEP_BENCH(mamba2_step, dilated, Base::mamba2, false, "dilated");
-HAX_STEP_BENCH(mamba2_step, sliding_window, Base::mamba2, false, "sliding_window");
-HAX_STEP_BENCH(mamba2_step, sliding_window_sink, Base::mamba2, false, "sliding_window+sink");
-HAX_STEP_BENCH(mamba2_step, sign_bin_lsh, Base::mamba2, false, "sign_bin_lsh");
-HAX_STEP_BENCH(mamba2_step, key_selection, Base::mamba2, false, "key_selection");
-HAX_STEP_BENCH(mamba_step, base, Base::mamba, false, "");
-HAX_STEP_BENCH(mamba_step, double_size, Base::mamba, true, "");
-HAX_STEP_BENCH(mamba_step, sign_bin_lsh_key_selection, Base::mamba, false,
-               "sign_bin_lsh+key_selection");
-HAX_STEP_BENCH(mamba_step, sliding_window_dilated, Base::mamba, false, "sliding_window+dilated");
-HAX_STEP_BENCH(mamba_step, dilated, Base::mamba, false, "dilated");
-HAX_STEP_BENCH(mamba_step, sliding_window, Base::mamba, false, "sliding_window");
-HAX_STEP_BENCH(mamba_step, sliding_window_sink, Base::mamba, false, "sliding_window+sink");
-HAX_STEP_BENCH(mamba_step, sign_bin_lsh, Base::mamba, false, "sign_bin_lsh");
-HAX_STEP_BENCH(mamba_step, key_selection, Base::mamba, false, "key_selection");
 
 }  // namespace
 
-int main(int argc, char** argv) { return hax::bench::run_benchmarks(argc, argv); }
+int main(int argc, char** argv) {
+  return hax::bench::run_benchmarks(argc, argv, [] {
+    register_all();
+    return 0;
+  });
+}

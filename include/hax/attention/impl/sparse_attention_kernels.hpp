@@ -60,15 +60,6 @@ struct PadMask {
   KOKKOS_FUNCTION bool operator()(int b, int i) const { return valid(b, i) != 0; }
 };
 
-/// Queries per team and the team shape of the row kernels: core::row_teams (one query row per
-/// thread, vector lanes over N and Dv on GPUs).
-inline constexpr int rows_per_team = core::kRowsPerTeam;
-
-template <class Space>
-Kokkos::TeamPolicy<Space> row_team_policy(Space const& space, int league) {
-  return core::row_teams(space, league);
-}
-
 template <class P>
 void check_pattern_data(P const& pattern, int B, int L) {
   if constexpr (requires { pattern.check(B, L); }) { pattern.check(B, L); }
@@ -100,7 +91,7 @@ void check_mask_shape(std::string_view op, M const& mask, int B, int L) {
                 mask.extent(0), ", ", mask.extent(1), ") must be (B, L) = (", B, ", ", L, ")");
 }
 
-/// Forward: one query row per thread of a team (rows_per_team rows), vector lanes over Dv.
+/// Forward: one query row per thread of a team (core::kRowsPerTeam rows), vector lanes over Dv.
 template <class Space, class P, class Q, class K, class V, class Mask, class O, class LSE>
 void forward(Space const& space, P const& pattern, Q const& q, K const& k, V const& v,
              Mask const& valid, O const& o, LSE const& lse, AttentionOptions const& opts) {
@@ -112,12 +103,12 @@ void forward(Space const& space, P const& pattern, Q const& q, K const& k, V con
   int const kmax = static_cast<int>(pattern.max_keys_per_query());
   bool const causal = opts.semantics == Semantics::causal;
   T const scale = static_cast<T>(opts.scale);
-  int const league = (rows + rows_per_team - 1) / rows_per_team;
+  int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_forward", row_team_policy(space, league),
+      "hax::attn::sparse_attention_forward", core::row_teams(space, league),
       KOKKOS_LAMBDA(member const& team) {
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
-          int const row = team.league_rank() * rows_per_team + r;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
+          int const row = team.league_rank() * core::kRowsPerTeam + r;
           if (row >= rows) { return; }
           int const b = row / L, i = row % L;
           T const neg_inf = -Kokkos::Experimental::infinity_v<T>;
@@ -181,12 +172,12 @@ void backward_atomic(Space const& space, P const& pattern, Q const& q, K const& 
   T const scale = static_cast<T>(opts.scale);
   Kokkos::deep_copy(space, dk, T(0));
   Kokkos::deep_copy(space, dv, T(0));
-  int const league = (rows + rows_per_team - 1) / rows_per_team;
+  int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_backward_atomic", row_team_policy(space, league),
+      "hax::attn::sparse_attention_backward_atomic", core::row_teams(space, league),
       KOKKOS_LAMBDA(member const& team) {
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
-          int const row = team.league_rank() * rows_per_team + r;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
+          int const row = team.league_rank() * core::kRowsPerTeam + r;
           if (row >= rows) { return; }
           int const b = row / L, i = row % L;
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) { dq(b, i, n) = T(0); });

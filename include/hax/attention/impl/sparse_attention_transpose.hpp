@@ -105,12 +105,12 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
   auto const Dvec =
       uninitialized_view<Kokkos::View<T*, memory_space>>(space, "hax::attn::sparse_attention_D",
                                                          rows);  // (B·L) do_i·o_i
-  int const league = (rows + rows_per_team - 1) / rows_per_team;
+  int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_backward_dq", row_team_policy(space, league),
+      "hax::attn::sparse_attention_backward_dq", core::row_teams(space, league),
       KOKKOS_LAMBDA(member const& team) {
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
-          int const row = team.league_rank() * rows_per_team + r;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
+          int const row = team.league_rank() * core::kRowsPerTeam + r;
           if (row >= rows) { return; }
           int const b = row / L, i = row % L;
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) { dq(b, i, n) = T(0); });
@@ -155,10 +155,10 @@ void backward_gather(Space const& space, P const& pattern, Q const& q, K const& 
   auto const offsets = lists.offsets;
   auto const queries = lists.queries;
   Kokkos::parallel_for(
-      "hax::attn::sparse_attention_backward_dkdv", row_team_policy(space, league),
+      "hax::attn::sparse_attention_backward_dkdv", core::row_teams(space, league),
       KOKKOS_LAMBDA(member const& team) {
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows_per_team), [&](int r) {
-          int const row = team.league_rank() * rows_per_team + r;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
+          int const row = team.league_rank() * core::kRowsPerTeam + r;
           if (row >= rows) { return; }
           int const b = row / L, t = row % L;
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) { dk(b, t, n) = T(0); });
