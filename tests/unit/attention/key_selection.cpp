@@ -12,6 +12,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <cmath>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -267,10 +268,11 @@ TEST_CASE("score MLP gradients through the ranking loss match finite differences
 
 TEST_CASE("causal top-k' equals a sort of every prefix, with and without ties",
           "[attention][key_selection]") {
+  auto const method = GENERATE(hax::attn::TopkMethod::ranking, hax::attn::TopkMethod::insertion);
   bool const ties = GENERATE(false, true);
   auto const kprime = GENERATE(1, 5, 16, 33, 40);  // below, at and above the kernel's block of 32
   int const L = GENERATE(40, 70, 131);             // one, several and a ragged last block
-  CAPTURE(ties, kprime, L);
+  CAPTURE(method == hax::attn::TopkMethod::ranking, ties, kprime, L);
   int const B = 3;
   test_space space;
   v2<float> scores("scores", B, L);
@@ -282,7 +284,7 @@ TEST_CASE("causal top-k' equals a sort of every prefix, with and without ties",
   hs = hax::test::to_vector(scores);
   v3<int> idx("idx", B, L, kprime);
   Kokkos::deep_copy(idx, 999);
-  hax::attn::causal_topk(space, scores, idx);
+  hax::attn::causal_topk(space, scores, idx, method);
   space.fence();
   auto const ref = hax::reference::attn::causal_topk(hs, B, L, kprime);
   auto const got = hax::test::to_vector(idx);
@@ -293,6 +295,30 @@ TEST_CASE("causal top-k' equals a sort of every prefix, with and without ties",
     CHECK(got[r * kprime] >= 0);
     for (int t = 0; t < kprime; ++t) { CHECK(got[r * kprime + t] <= i); }
   }
+}
+
+TEST_CASE("causal top-k' ranks a NaN score below every number and fills every slot",
+          "[attention][key_selection]") {
+  auto const method = GENERATE(hax::attn::TopkMethod::ranking, hax::attn::TopkMethod::insertion);
+  int const kprime = GENERATE(3, 40);
+  CAPTURE(method == hax::attn::TopkMethod::ranking, kprime);
+  int const B = 2, L = 100;
+  test_space space;
+  v2<float> scores("scores", B, L);
+  auto hs = hax::test::random_vector(B * L, 11, -1.0, 1.0);
+  for (int j : {0, 5, 31, 32, 33, 64, 99, 100, 150}) { hs[j] = std::numeric_limits<double>::quiet_NaN(); }
+  hs[7] = -std::numeric_limits<double>::infinity();  // ties with the NaNs: the later key wins
+  hax::test::from_vector(scores, hs);
+  v3<int> idx("idx", B, L, kprime);
+  Kokkos::deep_copy(idx, 999);
+  hax::attn::causal_topk(space, scores, idx, method);
+  space.fence();
+  auto const ref = hax::reference::attn::causal_topk(hax::test::to_vector(scores), B, L, kprime);
+  auto const got = hax::test::to_vector(idx);
+  hax::test::check_close(got, as_double(ref), 0.0, 0.0, "idx");
+  // Row 0 of sequence 0 holds only key 0 (NaN): never empty, nothing left unwritten.
+  CHECK(got[0] == 0);
+  for (double v : got) { CHECK((v >= -1 && v < L)); }
 }
 
 TEST_CASE("candidate sampling: distinct, non-pad, seeded and uniform", "[attention][key_selection]") {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -116,7 +117,7 @@ void score_mlp_backward(ScoreMlpParams<T> const& p, std::vector<T> const& feat,
 }
 
 /// idx (B, L, k'): for query i, positions 0..i sorted by (score descending, position descending),
-/// the first k' of them, then -1. Sorts every prefix: O(L² log L).
+/// the first k' of them, then -1; a NaN score ranks as -inf. Sorts every prefix: O(L² log L).
 template <class T>
 std::vector<int> causal_topk(std::vector<T> const& scores, int B, int L, int kprime) {
   std::vector<int> idx(static_cast<std::size_t>(B) * L * kprime, -1);
@@ -125,7 +126,8 @@ std::vector<int> causal_topk(std::vector<T> const& scores, int B, int L, int kpr
       std::vector<int> order(i + 1);
       std::iota(order.begin(), order.end(), 0);
       std::sort(order.begin(), order.end(), [&](int x, int y) {
-        T const sx = scores[b * L + x], sy = scores[b * L + y];
+        auto const key = [](T v) { return std::isnan(v) ? -std::numeric_limits<T>::infinity() : v; };
+        T const sx = key(scores[b * L + x]), sy = key(scores[b * L + y]);
         return sx > sy || (sx == sy && x > y);
       });
       for (int t = 0; t < std::min(kprime, i + 1); ++t) {
