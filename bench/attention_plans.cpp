@@ -156,12 +156,12 @@ void BM_score_mlp_forward(benchmark::State& state) {
   view2<Space, float> scores("scores", B, L);
   for (auto _ : state) {
     hax::attn::key_selection_features(space, hax::attn::PlanSemantics::causal, q, k, feat);
-    mlp.forward(space, p, feat, scores);
+    mlp.score(space, p, feat, scores);
     space.fence();
   }
+  // Features: read q and k, write feat; the fused MLP reads feat and writes one score per row.
   double const rows = double(B) * L;
-  set_counters(state, rows, rows * 2.0 * (H * D + H * H + H),
-               rows * 4.0 * (2 * N + 2 * D + 2 * H + 1));
+  set_counters(state, rows, rows * 2.0 * (H * D + H * H + H), rows * 4.0 * (2 * N + 2 * D + 1));
 }
 
 /// One ranking-loss step: sample k' candidates, targets (O(B·k'·L·N)), loss and ds, MLP backward.

@@ -362,7 +362,7 @@ class SparseBranch {
     auto const feat = uninitialized_view<T***>(space, "hax::attn::sparse_branch::ks_feat", B, L, 2 * N);  // (B, L, 2N)
     key_selection_features(space, config_.semantics, s.q, s.k, feat);
     auto const scores = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ks_scores", B, L);  // (B, L)
-    auto const mlp_all = mlp_type{}.forward(space, params, feat, scores);
+    mlp_type{}.score(space, params, feat, scores);
     causal_topk(space, scores, idx);
     if (!ranking) { return; }
     auto const lengths = uninitialized_view<int*>(space, "hax::attn::sparse_branch::lengths", B);  // (B)
@@ -374,8 +374,11 @@ class SparseBranch {
     auto const loss = uninitialized_view<R>(space, "hax::attn::sparse_branch::ranking_loss");  // () overwritten
     ranking_loss(space, scores, s.cand, targets, loss, s.ds);
     impl::branch_add_scalar(space, gate_loss, loss);
-    impl::branch_gather_ranking_rows(space, s.cand, feat, mlp_all.h1, mlp_all.h2, s.feat, s.mlp.h1,
-                                     s.mlp.h2, s.rows);
+    // The backward needs the MLP's activations at the k' sampled rows only: gather their inputs
+    // and run the MLP again on those B·k' rows, keeping its hidden layers this time.
+    impl::branch_gather_ranking_rows(space, s.cand, feat, s.feat, s.rows);
+    auto const row_scores = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ks_row_scores", B, kp);
+    mlp_type{}.forward(space, params, s.feat, row_scores, s.mlp);
     s.ranking = true;
   }
 

@@ -79,27 +79,19 @@ void branch_add_scalar(Space const& space, Total const& total, Part const& part)
       KOKKOS_LAMBDA(int) { total() += part(); });
 }
 
-/// The ranking loss's rows of the MLP's input and activations, kept for its backward instead of
-/// all B·L rows: feat_rows (B, R, D) = feat(b, cand(b, a), :), h1_rows, h2_rows (B, R, H) likewise,
-/// and rows (B, R) = a where cand(b, a) >= 0, else -1 (the index into the compact arrays that
-/// ScoreMlp::backward reads; -1 is skipped there).
-template <class Space, class Cand, class F, class H, class FR, class HR, class Rows>
-void branch_gather_ranking_rows(Space const& space, Cand const& cand, F const& feat, H const& h1,
-                                H const& h2, FR const& feat_rows, HR const& h1_rows, HR const& h2_rows,
+/// The ranking loss's rows of the MLP's input, kept for its backward instead of all B·L rows:
+/// feat_rows (B, R, D) = feat(b, cand(b, a), :), zero where cand(b, a) = -1 (so that the MLP can
+/// run over every compact row), and rows (B, R) = a where cand(b, a) >= 0, else -1 (the index into
+/// the compact arrays that ScoreMlp::backward reads; -1 is skipped there).
+template <class Space, class Cand, class F, class FR, class Rows>
+void branch_gather_ranking_rows(Space const& space, Cand const& cand, F const& feat, FR const& feat_rows,
                                 Rows const& rows) {
-  int const B = cand.extent_int(0), R = cand.extent_int(1);
-  int const D = feat.extent_int(2), Hd = h1.extent_int(2), W = D > Hd ? D : Hd;
+  int const B = cand.extent_int(0), R = cand.extent_int(1), D = feat.extent_int(2);
   core::for_each_row_major(
-      "hax::attn::sparse_branch::gather_ranking_rows", space, B, R, W,
-      KOKKOS_LAMBDA(int b, int a, int c) {
+      "hax::attn::sparse_branch::gather_ranking_rows", space, B, R, D, KOKKOS_LAMBDA(int b, int a, int c) {
         int const j = cand(b, a);
         if (c == 0) { rows(b, a) = j >= 0 ? a : -1; }
-        if (j < 0) { return; }  // skipped by the backward: the compact row stays unread
-        if (c < D) { feat_rows(b, a, c) = feat(b, j, c); }
-        if (c < Hd) {
-          h1_rows(b, a, c) = h1(b, j, c);
-          h2_rows(b, a, c) = h2(b, j, c);
-        }
+        feat_rows(b, a, c) = j >= 0 ? feat(b, j, c) : 0;
       });
 }
 

@@ -4,9 +4,13 @@
 /// T_j (D = 2N), hidden width H (= 2N in the released models) and one output. Forward scores all
 /// B·L rows; backward runs only through the rows the ranking loss sampled, and accumulates the
 /// parameter gradients (+=). There is no input gradient: the MLP inputs are detached.
-/// The forward runs three GEMMs over all B·L rows (hax::nn::linear_forward); the backward touches
-/// only the B·k' sampled rows, so it uses plain loops: one work item per row, then one per
-/// parameter-gradient entry summing over those rows (deterministic, no atomics).
+/// The forward is one fused kernel (impl::score_mlp_rows): a team stages the parameters and its
+/// rows' inputs in scratch and each thread runs one row through all three layers, so the hidden
+/// activations never leave the chip unless a caller asks for them (Saved). It replaced three GEMMs
+/// with bias and two ReLU passes over (B·L, H) (eight kernels and 4·B·L·H floats of traffic) at
+/// D = H = 32, where a row costs only ~4 kFLOP. The backward touches only the B·k' sampled rows,
+/// so it uses plain loops: one work item per row, then one per parameter-gradient entry summing
+/// over those rows (deterministic, no atomics).
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -61,6 +65,81 @@ void score_mlp_weight_grad(Space const& space, char const* label, Rows const& ro
       });
 }
 
+/// Rows per team of score_mlp_rows: one row per thread on GPUs.
+inline constexpr int kScoreMlpRowsPerTeam = 64;
+
+/// out(m) = w3·relu(w2·relu(w1·x(m) + b1) + b2) + b3 for every row m of x (M, D); when
+/// kSave, also h1(m, ·) and h2(m, ·) (the post-ReLU activations, (M, H) each). Each team copies
+/// the parameters and the inputs of its kScoreMlpRowsPerTeam rows into scratch (the inputs
+/// transposed, with a padded stride so that neither the coalesced copy nor the per-row reads
+/// conflict in shared memory) and keeps the first hidden layer there; host backends run one
+/// thread per team, its rows in order.
+template <bool kSave, class Space, class W2, class W1, class X, class Out, class HR>
+void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2, W1 const& b2,
+                    W2 const& w3, W1 const& b3, X const& x, Out const& out, HR const& h1, HR const& h2) {
+  using T = typename Out::non_const_value_type;
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  using scratch_2d = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
+                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using scratch_1d = Kokkos::View<T*, typename Space::scratch_memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  constexpr int kRows = kScoreMlpRowsPerTeam;
+  constexpr int kStride = kRows + 1;  // padded: row r of column d sits in bank (d + r) mod 32
+  int const M = x.extent_int(0), D = x.extent_int(1), H = w1.extent_int(0);
+  if (M == 0) { return; }
+  std::size_t const bytes = scratch_2d::shmem_size(H, D) + scratch_2d::shmem_size(H, H) +
+                            4 * scratch_1d::shmem_size(H) + scratch_2d::shmem_size(D, kStride) +
+                            scratch_2d::shmem_size(H, kStride);
+  int const level = bytes <= 40 * 1024 ? 0 : 1;
+  int const league = (M + kRows - 1) / kRows;
+  Kokkos::TeamPolicy<Space> policy = [&] {
+    if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+      return Kokkos::TeamPolicy<Space>(space, league, 1);
+    } else {
+      return Kokkos::TeamPolicy<Space>(space, league, kRows);
+    }
+  }();
+  Kokkos::parallel_for(
+      kSave ? "hax::attn::ScoreMlp::forward_saving" : "hax::attn::ScoreMlp::forward",
+      policy.set_scratch_size(level, Kokkos::PerTeam(bytes)), KOKKOS_LAMBDA(member const& team) {
+        auto const& mem = team.team_scratch(level);
+        scratch_2d sw1(mem, H, D), sw2(mem, H, H);
+        scratch_1d sb1(mem, H), sb2(mem, H), sw3(mem, H), sb3(mem, H);
+        scratch_2d xs(mem, D, kStride), hs(mem, H, kStride);
+        int const first = team.league_rank() * kRows;
+        int const rows = M - first < kRows ? M - first : kRows;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * D), [&](int e) { sw1(e / D, e % D) = w1(e / D, e % D); });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * H), [&](int e) { sw2(e / H, e % H) = w2(e / H, e % H); });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H), [&](int o) {
+          sb1(o) = b1(o);
+          sb2(o) = b2(o);
+          sw3(o) = w3(0, o);
+          sb3(o) = b3(0);
+        });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows * D),
+                             [&](int e) { xs(e % D, e / D) = x(first + e / D, e % D); });
+        team.team_barrier();
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](int r) {
+          int const m = first + r;
+          for (int o = 0; o < H; ++o) {
+            T acc = sb1(o);
+            for (int d = 0; d < D; ++d) { acc += sw1(o, d) * xs(d, r); }
+            T const v = acc > T(0) ? acc : T(0);
+            hs(o, r) = v;
+            if constexpr (kSave) { h1(m, o) = v; }
+          }
+          T score = sb3(0);
+          for (int o = 0; o < H; ++o) {
+            T acc = sb2(o);
+            for (int i = 0; i < H; ++i) { acc += sw2(o, i) * hs(i, r); }
+            T const v = acc > T(0) ? acc : T(0);
+            if constexpr (kSave) { h2(m, o) = v; }
+            score += sw3(o) * v;
+          }
+          out(m) = score;
+        });
+      });
+}
+
 }  // namespace impl
 
 /// The scoring MLP (D -> H -> H -> 1, ReLU). Stateless; see the file comment.
@@ -100,48 +179,46 @@ class ScoreMlp {
                   vector("::b2", H),    matrix("::w3", 1, H), vector("::b3", 1)};
   }
 
-  /// scores (B, L) = MLP(feat (B, L, D)); returns the hidden activations backward needs.
+  /// scores (B, L) = MLP(feat (B, L, D)); returns the hidden activations backward needs, (B, L, H)
+  /// each, taken with hax::uninitialized_view (from the current scratch arena inside a step).
   /// feat and scores must be LayoutRight and contiguous. Asynchronous on `space`.
   /// O(B·L·H·(D + H)) time.
   template <class F, class S>
     requires(view_accessible_from<F, Space> && view_accessible_from<S, Space>)
   Saved forward(Space const& space, Params const& p, F const& feat, S const& scores) const {
-    static_assert(F::rank() == 3 && S::rank() == 2,
-                  "hax::attn::ScoreMlp::forward: feat must be (B, L, D) and scores (B, L)");
-    int const B = feat.extent_int(0), L = feat.extent_int(1), D = feat.extent_int(2);
-    int const H = p.w1.extent_int(0);
-    check_params(p, D, "hax::attn::ScoreMlp::forward");
-    core::require(scores.extent_int(0) == B && scores.extent_int(1) == L,
-                  "hax::attn::ScoreMlp::forward", "scores (", scores.extent(0), ", ",
-                  scores.extent(1), ") must be (B, L) = (", B, ", ", L, ") of feat");
+    int const B = feat.extent_int(0), L = feat.extent_int(1), H = p.w1.extent_int(0);
     Saved s{uninitialized_view<T***>(space, "hax::attn::score_mlp::h1", B, L, H),
             uninitialized_view<T***>(space, "hax::attn::score_mlp::h2", B, L, H)};
-    static_assert(std::is_same_v<typename S::array_layout, Kokkos::LayoutRight>,
-                  "hax::attn::ScoreMlp::forward: scores must be LayoutRight (B, L)");
-    core::require(scores.span_is_contiguous(), "hax::attn::ScoreMlp::forward",
-                  "scores must be contiguous (B, L), not a strided subview");
-    // Three GEMMs over all B·L rows (nn::linear_forward, KokkosBlas::gemm), each followed by an
-    // in-place ReLU; the shapes are tiny per row, so the GEMM's blocking is what makes this fast.
-    auto const x = nn::as_rows(feat);   // (B·L, D)
-    auto const r1 = nn::as_rows(s.h1);  // (B·L, H)
-    auto const r2 = nn::as_rows(s.h2);  // (B·L, H)
-    Kokkos::View<T**, Kokkos::LayoutRight, typename S::device_type,
-                 Kokkos::MemoryTraits<Kokkos::Unmanaged>> const out(scores.data(), B * L, 1);  // (B·L, 1)
-    nn::linear_forward(space, x, p.w1, p.b1, r1);
-    relu_in_place(space, r1);
-    nn::linear_forward(space, r1, p.w2, p.b2, r2);
-    relu_in_place(space, r2);
-    nn::linear_forward(space, r2, p.w3, p.b3, out);
+    forward(space, p, feat, scores, s);
     return s;
   }
 
-  /// y = max(y, 0) element-wise on rows (M, H).
-  template <class Y>
-  static void relu_in_place(Space const& space, Y const& y) {
-    Kokkos::parallel_for(
-        "hax::attn::ScoreMlp::relu",
-        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {y.extent_int(0), y.extent_int(1)}),
-        KOKKOS_LAMBDA(int m, int o) { y(m, o) = Kokkos::max(y(m, o), T(0)); });
+  /// As above, writing the hidden activations into `saved` (two (B, L, H) Views the caller owns).
+  template <class F, class S>
+    requires(view_accessible_from<F, Space> && view_accessible_from<S, Space>)
+  void forward(Space const& space, Params const& p, F const& feat, S const& scores, Saved const& saved) const {
+    constexpr char const* op = "hax::attn::ScoreMlp::forward";
+    check_rows(p, feat, scores, op);
+    int const B = feat.extent_int(0), L = feat.extent_int(1), H = p.w1.extent_int(0);
+    for (auto const& h : {saved.h1, saved.h2}) {
+      core::require(h.extent_int(0) == B && h.extent_int(1) == L && h.extent_int(2) == H && h.span_is_contiguous(),
+                    op, "saved activations (", h.extent(0), ", ", h.extent(1), ", ", h.extent(2),
+                    ") must be contiguous (B, L, H) = (", B, ", ", L, ", ", H, ")");
+    }
+    impl::score_mlp_rows<true>(space, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3, nn::as_rows(feat),
+                               flat(scores), nn::as_rows(saved.h1), nn::as_rows(saved.h2));
+  }
+
+  /// scores (B, L) = MLP(feat (B, L, D)) without keeping the hidden activations (inference, and
+  /// the plan step, whose backward only needs the sampled rows).
+  template <class F, class S>
+    requires(view_accessible_from<F, Space> && view_accessible_from<S, Space>)
+  void score(Space const& space, Params const& p, F const& feat, S const& scores) const {
+    check_rows(p, feat, scores, "hax::attn::ScoreMlp::score");
+    using rows_t = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::memory_space,
+                                Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    impl::score_mlp_rows<false>(space, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3, nn::as_rows(feat), flat(scores),
+                                rows_t(), rows_t());
   }
 
   /// Accumulates (+=) the parameter gradients of Σ_{b,a} ds(b, a) · s(b, rows(b, a)), i.e. the
@@ -202,6 +279,26 @@ class ScoreMlp {
   }
 
  private:
+  /// scores (B, L) as one (B·L) View on the same data.
+  template <class S>
+  static auto flat(S const& scores) {
+    using flat_t =
+        Kokkos::View<typename S::value_type*, typename S::device_type, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    return flat_t(scores.data(), scores.size());
+  }
+
+  template <class F, class S>
+  static void check_rows(Params const& p, F const& feat, S const& scores, char const* op) {
+    static_assert(F::rank() == 3 && S::rank() == 2, "hax::attn::ScoreMlp: feat must be (B, L, D) and scores (B, L)");
+    static_assert(std::is_same_v<typename S::array_layout, Kokkos::LayoutRight>,
+                  "hax::attn::ScoreMlp: scores must be LayoutRight (B, L)");
+    int const B = feat.extent_int(0), L = feat.extent_int(1), D = feat.extent_int(2);
+    check_params(p, D, op);
+    core::require(scores.extent_int(0) == B && scores.extent_int(1) == L, op, "scores (", scores.extent(0), ", ",
+                  scores.extent(1), ") must be (B, L) = (", B, ", ", L, ") of feat");
+    core::require(scores.span_is_contiguous(), op, "scores must be contiguous (B, L), not a strided subview");
+  }
+
   static void check_params(Params const& p, int D, char const* op) {
     int const H = p.w1.extent_int(0);
     core::require(p.w1.extent_int(1) == D && p.b1.extent_int(0) == H && p.w2.extent_int(0) == H &&
