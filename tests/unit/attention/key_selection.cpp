@@ -105,7 +105,11 @@ TEST_CASE("causal key-selection features do not see later rows or padding",
 TEMPLATE_TEST_CASE("score MLP forward and backward match the reference",
                    "[attention][key_selection]", float, double) {
   using T = TestType;
-  int const B = 2, L = 30, N = 16, D = 2 * N, H = 2 * N, R = 6;
+  // One team of the fused kernels, then several with ragged last teams (forward: 64 rows per
+  // team; backward: 32 sampled rows per team).
+  bool const large = GENERATE(false, true);
+  CAPTURE(large);
+  int const B = large ? 3 : 2, L = large ? 70 : 30, N = 16, D = 2 * N, H = 2 * N, R = large ? 25 : 6;
   test_space space;
   auto [p, ref_p] = random_mlp<T>(space, D, H, 10);
   v3<T> feat("feat", B, L, D);
@@ -116,6 +120,12 @@ TEMPLATE_TEST_CASE("score MLP forward and backward match the reference",
   // Rows and upstream gradients for the backward; -1 must be skipped.
   v2<int> rows("rows", B, R);
   std::vector<int> hrows = {3, 0, 29, 7, -1, 12, 5, 5, 18, 1, 2, 28};
+  if (large) {
+    hrows.clear();
+    for (double u : hax::test::random_vector(B * R, 31, 0.0, 1.0)) {
+      hrows.push_back(u < 0.1 ? -1 : static_cast<int>(u * L) % L);  // about 10% skipped
+    }
+  }
   hax::test::from_vector(rows, as_double(hrows));
   v2<T> ds("ds", B, R);
   auto const hds = hax::test::fill_random(ds, 30);

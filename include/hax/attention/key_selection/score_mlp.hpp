@@ -8,9 +8,9 @@
 /// rows' inputs in scratch and each thread runs one row through all three layers, so the hidden
 /// activations never leave the chip unless a caller asks for them (Saved). It replaced three GEMMs
 /// with bias and two ReLU passes over (B·L, H) (eight kernels and 4·B·L·H floats of traffic) at
-/// D = H = 32, where a row costs only ~4 kFLOP. The backward touches only the B·k' sampled rows,
-/// so it uses plain loops: one work item per row, then one per parameter-gradient entry summing
-/// over those rows (deterministic, no atomics).
+/// D = H = 32, where a row costs only ~4 kFLOP. The backward touches only the B·k' sampled rows:
+/// teams of rows form per-team partial parameter gradients in scratch, then one thread per entry
+/// adds them in order (impl::score_mlp_backward; deterministic, no atomics).
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -28,40 +28,126 @@ namespace hax::attn {
 
 namespace impl {
 
-/// dw(o, i) += Σ_{(b, a): rows(b, a) = j ≥ 0} out_grad(b, a, o) · in(b, j, i) for i < I, and
-/// db(o) += the same sum with in = 1 (the bias column i = I). One team per (o, i), its threads
-/// splitting the B·R rows: with one thread per (o, i) (4 160 threads for w1) each thread summed
-/// 2 048 rows serially and the three kernels took 3.7 ms per H200 step
-/// (docs/perf_training_step.md). Host backends run one thread per team, in row order.
-/// (A free function: nvcc does not allow device lambdas inside private member functions.)
-template <class Space, class Rows, class OutGrad, class In, class DW, class DB>
-void score_mlp_weight_grad(Space const& space, char const* label, Rows const& rows, int O, int I,
-                           OutGrad const& out_grad, In const& in, DW const& dw, DB const& db) {
-  using T = typename DW::non_const_value_type;
-  using policy = Kokkos::TeamPolicy<Space>;
-  using member = typename policy::member_type;
-  int const B = rows.extent_int(0), R = rows.extent_int(1);
-  int const league = O * (I + 1);
-  auto const teams = core::long_loop_teams(space, league);
+/// Sampled rows per team of score_mlp_backward.
+inline constexpr int kScoreMlpBackwardRows = 32;
+
+/// The backward of the scoring MLP through the sampled rows, in two kernels. First, one team per
+/// kScoreMlpBackwardRows consecutive (b, a) pairs stages w2, w3 and its rows' inputs and
+/// activations in scratch, forms the pre-ReLU gradients g2 = [h2 > 0] ⊙ ds·w3 and
+/// g1 = [h1 > 0] ⊙ w2ᵀ g2 per row, and writes its partial sum of every parameter gradient into
+/// partial(team, ·) (entries laid out w1, b1, w2, b2, w3, b3). Then one thread per parameter entry
+/// adds the teams' partials in team order: deterministic, no atomics. Rows with rows(b, a) = -1
+/// contribute nothing. It replaced a thread per row with its g1/g2 in global memory plus one team
+/// per gradient entry re-reading all B·R rows (six kernels, ~0.8 ms per H100 step at B·k' = 4 096).
+template <class Space, class W2, class F, class HS, class Rows, class DS, class G2, class G1>
+void score_mlp_backward(Space const& space, W2 const& w2, W2 const& w3, F const& feat, HS const& h1, HS const& h2,
+                        Rows const& rows, DS const& ds, G2 const& dw1, G1 const& db1, G2 const& dw2, G1 const& db2,
+                        G2 const& dw3, G1 const& db3) {
+  using T = typename G1::non_const_value_type;
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  using scratch_2d = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
+                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using scratch_1d = Kokkos::View<T*, typename Space::scratch_memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  constexpr int kRows = kScoreMlpBackwardRows;
+  constexpr int kStride = kRows + 1;  // padded columns: conflict-free in shared memory
+  int const B = rows.extent_int(0), R = rows.extent_int(1), D = feat.extent_int(2), H = w2.extent_int(0);
+  int const total = B * R;
+  if (total == 0) { return; }
+  int const teams = (total + kRows - 1) / kRows;
+  // Entry offsets of the parameter gradients in a partial row.
+  int const o_b1 = H * D, o_w2 = o_b1 + H, o_b2 = o_w2 + H * H, o_w3 = o_b2 + H, o_b3 = o_w3 + H;
+  int const entries = o_b3 + 1;
+  auto const partial = uninitialized_view<Kokkos::View<T**, Kokkos::LayoutRight, typename Space::memory_space>>(
+      space, "hax::attn::score_mlp::partial_grads", teams, entries);
+  std::size_t const bytes = scratch_2d::shmem_size(H, H) + scratch_1d::shmem_size(H) +
+                            scratch_1d::shmem_size(kRows) + scratch_2d::shmem_size(D, kStride) +
+                            4 * scratch_2d::shmem_size(H, kStride);
+  int const level = bytes <= 40 * 1024 ? 0 : 1;
+  Kokkos::TeamPolicy<Space> policy = [&] {
+    if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+      return Kokkos::TeamPolicy<Space>(space, teams, 1);
+    } else {
+      return Kokkos::TeamPolicy<Space>(space, teams, kRows);
+    }
+  }();
   Kokkos::parallel_for(
-      label, teams, KOKKOS_LAMBDA(member const& team) {
-        int const o = team.league_rank() / (I + 1), i = team.league_rank() % (I + 1);
-        T acc = 0;
-        Kokkos::parallel_reduce(
-            Kokkos::TeamThreadRange(team, B * R),
-            [&](int r, T& sum) {
-              int const b = r / R, a = r % R;
-              int const j = rows(b, a);
-              if (j >= 0) { sum += out_grad(b, a, o) * (i < I ? in(b, j, i) : T(1)); }
-            },
-            acc);
-        Kokkos::single(Kokkos::PerTeam(team), [&]() {
-          if (i < I) {
-            dw(o, i) += acc;
-          } else {
-            db(o) += acc;
+      "hax::attn::ScoreMlp::backward::rows", policy.set_scratch_size(level, Kokkos::PerTeam(bytes)),
+      KOKKOS_LAMBDA(member const& team) {
+        auto const& mem = team.team_scratch(level);
+        scratch_2d sw2(mem, H, H);
+        scratch_1d sw3(mem, H), sds(mem, kRows);
+        scratch_2d xs(mem, D, kStride), h1s(mem, H, kStride), h2s(mem, H, kStride), g1s(mem, H, kStride),
+            g2s(mem, H, kStride);
+        int const t = team.league_rank();
+        int const first = t * kRows;
+        int const n = total - first < kRows ? total - first : kRows;
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * H), [&](int e) { sw2(e / H, e % H) = w2(e / H, e % H); });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H), [&](int o) { sw3(o) = w3(0, o); });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kRows), [&](int r) {
+          int const j = r < n ? rows((first + r) / R, (first + r) % R) : -1;
+          sds(r) = j >= 0 ? ds((first + r) / R, (first + r) % R) : T(0);
+        });
+        // Inputs and activations, row-major reads; a row without a sample reads as zeros.
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kRows * D), [&](int e) {
+          int const r = e / D, c = e % D;
+          int const j = r < n ? rows((first + r) / R, (first + r) % R) : -1;
+          xs(c, r) = j >= 0 ? feat((first + r) / R, j, c) : T(0);
+        });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kRows * H), [&](int e) {
+          int const r = e / H, c = e % H;
+          int const j = r < n ? rows((first + r) / R, (first + r) % R) : -1;
+          h1s(c, r) = j >= 0 ? h1((first + r) / R, j, c) : T(0);
+          h2s(c, r) = j >= 0 ? h2((first + r) / R, j, c) : T(0);
+        });
+        team.team_barrier();
+        // ReLU passes the gradient where its output is positive.
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kRows), [&](int r) {
+          T const d = sds(r);
+          for (int o = 0; o < H; ++o) { g2s(o, r) = h2s(o, r) > T(0) ? d * sw3(o) : T(0); }
+          for (int i = 0; i < H; ++i) {
+            T acc = 0;
+            for (int o = 0; o < H; ++o) { acc += g2s(o, r) * sw2(o, i); }
+            g1s(i, r) = h1s(i, r) > T(0) ? acc : T(0);
           }
         });
+        team.team_barrier();
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, entries), [&](int e) {
+          T acc = 0;
+          if (e < o_b1) {
+            int const o = e / D, c = e % D;
+            for (int r = 0; r < kRows; ++r) { acc += g1s(o, r) * xs(c, r); }
+          } else if (e < o_w2) {
+            for (int r = 0; r < kRows; ++r) { acc += g1s(e - o_b1, r); }
+          } else if (e < o_b2) {
+            int const o = (e - o_w2) / H, i = (e - o_w2) % H;
+            for (int r = 0; r < kRows; ++r) { acc += g2s(o, r) * h1s(i, r); }
+          } else if (e < o_w3) {
+            for (int r = 0; r < kRows; ++r) { acc += g2s(e - o_b2, r); }
+          } else if (e < o_b3) {
+            for (int r = 0; r < kRows; ++r) { acc += sds(r) * h2s(e - o_w3, r); }
+          } else {
+            for (int r = 0; r < kRows; ++r) { acc += sds(r); }
+          }
+          partial(t, e) = acc;
+        });
+      });
+  Kokkos::parallel_for(
+      "hax::attn::ScoreMlp::backward::sum", Kokkos::RangePolicy<Space>(space, 0, entries), KOKKOS_LAMBDA(int e) {
+        T acc = 0;
+        for (int t = 0; t < teams; ++t) { acc += partial(t, e); }
+        if (e < o_b1) {
+          dw1(e / D, e % D) += acc;
+        } else if (e < o_w2) {
+          db1(e - o_b1) += acc;
+        } else if (e < o_b2) {
+          dw2((e - o_w2) / H, (e - o_w2) % H) += acc;
+        } else if (e < o_w3) {
+          db2(e - o_b2) += acc;
+        } else if (e < o_b3) {
+          dw3(0, e - o_w3) += acc;
+        } else {
+          db3(0) += acc;
+        }
       });
 }
 
@@ -125,14 +211,14 @@ void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2
             for (int d = 0; d < D; ++d) { acc += sw1(o, d) * xs(d, r); }
             T const v = acc > T(0) ? acc : T(0);
             hs(o, r) = v;
-            if constexpr (kSave) { h1(m, o) = v; }
+            if (kSave) { h1(m, o) = v; }  // plain if: nvcc lambdas cannot first-capture in if constexpr
           }
           T score = sb3(0);
           for (int o = 0; o < H; ++o) {
             T acc = sb2(o);
             for (int i = 0; i < H; ++i) { acc += sw2(o, i) * hs(i, r); }
             T const v = acc > T(0) ? acc : T(0);
-            if constexpr (kSave) { h2(m, o) = v; }
+            if (kSave) { h2(m, o) = v; }
             score += sw3(o) * v;
           }
           out(m) = score;
@@ -200,11 +286,13 @@ class ScoreMlp {
     constexpr char const* op = "hax::attn::ScoreMlp::forward";
     check_rows(p, feat, scores, op);
     int const B = feat.extent_int(0), L = feat.extent_int(1), H = p.w1.extent_int(0);
-    for (auto const& h : {saved.h1, saved.h2}) {
+    auto const check_saved = [&](auto const& h) {
       core::require(h.extent_int(0) == B && h.extent_int(1) == L && h.extent_int(2) == H && h.span_is_contiguous(),
                     op, "saved activations (", h.extent(0), ", ", h.extent(1), ", ", h.extent(2),
                     ") must be contiguous (B, L, H) = (", B, ", ", L, ", ", H, ")");
-    }
+    };
+    check_saved(saved.h1);
+    check_saved(saved.h2);
     impl::score_mlp_rows<true>(space, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3, nn::as_rows(feat),
                                flat(scores), nn::as_rows(saved.h1), nn::as_rows(saved.h2));
   }
@@ -241,41 +329,11 @@ class ScoreMlp {
     core::require(rows.extent_int(0) == B && ds.extent_int(0) == B && ds.extent_int(1) == R,
                   "hax::attn::ScoreMlp::backward", "rows (", rows.extent(0), ", ", R, ") and ds (",
                   ds.extent(0), ", ", ds.extent(1), ") must both be (B, R) with B = ", B);
-    auto const g1 = uninitialized_view<T***>(space, "hax::attn::score_mlp::g1", B, R, H);  // (B, R, H) dLoss/d(pre-ReLU 1)
-    auto const g2 = uninitialized_view<T***>(space, "hax::attn::score_mlp::g2", B, R, H);  // (B, R, H) dLoss/d(pre-ReLU 2)
-    auto const w2 = p.w2, w3 = p.w3;
-    auto const h1 = s.h1, h2 = s.h2;
-    Kokkos::parallel_for(
-        "hax::attn::ScoreMlp::backward::rows",
-        Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {B, R}),
-        KOKKOS_LAMBDA(int b, int a) {
-          int const j = rows(b, a);
-          if (j < 0) {
-            for (int o = 0; o < H; ++o) { g1(b, a, o) = g2(b, a, o) = T(0); }
-            return;
-          }
-          T const d = ds(b, a);
-          // ReLU passes the gradient where its output is positive.
-          for (int o = 0; o < H; ++o) { g2(b, a, o) = h2(b, j, o) > T(0) ? d * w3(0, o) : T(0); }
-          for (int i = 0; i < H; ++i) {
-            T acc = 0;
-            for (int o = 0; o < H; ++o) { acc += g2(b, a, o) * w2(o, i); }
-            g1(b, a, i) = h1(b, j, i) > T(0) ? acc : T(0);
-          }
-        });
-    // dW(o, i) += Σ_rows g(o) · input(i); column i == inputs is the bias.
-    auto const w3_row = KOKKOS_LAMBDA(int b, int a, int) { return ds(b, a); };
-    auto const g1_of = KOKKOS_LAMBDA(int b, int a, int o) { return g1(b, a, o); };
-    auto const g2_of = KOKKOS_LAMBDA(int b, int a, int o) { return g2(b, a, o); };
-    auto const feat_of = KOKKOS_LAMBDA(int b, int j, int i) { return feat(b, j, i); };
-    auto const h1_of = KOKKOS_LAMBDA(int b, int j, int i) { return h1(b, j, i); };
-    auto const h2_of = KOKKOS_LAMBDA(int b, int j, int i) { return h2(b, j, i); };
-    impl::score_mlp_weight_grad(space, "hax::attn::ScoreMlp::backward::w1", rows, H, D,
-                                g1_of, feat_of, g.w1, g.b1);
-    impl::score_mlp_weight_grad(space, "hax::attn::ScoreMlp::backward::w2", rows, H, H,
-                                g2_of, h1_of, g.w2, g.b2);
-    impl::score_mlp_weight_grad(space, "hax::attn::ScoreMlp::backward::w3", rows, 1, H,
-                                w3_row, h2_of, g.w3, g.b3);
+    core::require(s.h1.extent_int(0) == B && s.h1.extent_int(1) == feat.extent_int(1) && s.h1.extent_int(2) == H &&
+                      s.h2.extent_int(0) == B && s.h2.extent_int(1) == feat.extent_int(1) && s.h2.extent_int(2) == H,
+                  "hax::attn::ScoreMlp::backward", "saved activations (", s.h1.extent(0), ", ", s.h1.extent(1),
+                  ", ", s.h1.extent(2), ") must be (B, rows of feat, H) = (", B, ", ", feat.extent(1), ", ", H, ")");
+    impl::score_mlp_backward(space, p.w2, p.w3, feat, s.h1, s.h2, rows, ds, g.w1, g.b1, g.w2, g.b2, g.w3, g.b3);
   }
 
  private:
