@@ -7,6 +7,15 @@
 
 #include <cstdint>
 
+/// `HAX_UNROLL` before a loop with a compile-time trip count asks the compiler to unroll it, so
+/// that per-thread arrays indexed by the loop variable stay in registers on GPUs. Empty where
+/// Kokkos knows no unroll pragma for the compiler (GCC host builds).
+#if defined(KOKKOS_ENABLE_PRAGMA_UNROLL)
+#define HAX_UNROLL _Pragma("unroll")
+#else
+#define HAX_UNROLL
+#endif
+
 namespace hax::core {
 
 /// The iteration order of multidimensional ranges over LayoutRight data: the last index varies

@@ -108,8 +108,10 @@ TEMPLATE_TEST_CASE("score MLP forward and backward match the reference",
   // One team of the fused kernels, then several with ragged last teams (forward: 64 rows per
   // team; backward: 32 sampled rows per team).
   bool const large = GENERATE(false, true);
-  CAPTURE(large);
-  int const B = large ? 3 : 2, L = large ? 70 : 30, N = 16, D = 2 * N, H = 2 * N, R = large ? 25 : 6;
+  // N = 16 and 32: the compile-time widths 2N = 32, 64; N = 6: the general kernel.
+  int const N = GENERATE(16, 32, 6);
+  CAPTURE(large, N);
+  int const B = large ? 3 : 2, L = large ? 70 : 30, D = 2 * N, H = 2 * N, R = large ? 25 : 6;
   test_space space;
   auto [p, ref_p] = random_mlp<T>(space, D, H, 10);
   v3<T> feat("feat", B, L, D);
