@@ -181,9 +181,8 @@ class Mamba2Mixer {
           uninitialized_view<T***>(space, "hax::ssm::mamba2_zxbcdt", B, L, proj_width());
       nn::linear_forward(space, nn::as_rows(s.xm), store.template value<2>(p + "in_proj.weight"),
                          view<T*>(), nn::as_rows(zxbcdt));
-      impl::split_columns(space, nn::as_rows(zxbcdt), 0, nn::as_rows(s.z));
-      impl::split_columns(space, nn::as_rows(zxbcdt), E, nn::as_rows(s.xbc));
-      impl::split_columns(space, nn::as_rows(zxbcdt), E + conv_width(), nn::as_rows(s.dt));
+      impl::split_columns3(space, nn::as_rows(zxbcdt), nn::as_rows(s.z), nn::as_rows(s.xbc), nn::as_rows(s.dt),
+                           Kokkos::View<std::int8_t*, memory_space>());  // unmasked
     }
 
     s.xs = uninitialized_view<T***>(space, "hax::ssm::mamba2_x", B, L, E);
@@ -195,10 +194,8 @@ class Mamba2Mixer {
           uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc_act", B, L, conv_width());
       nn::conv1d_silu_forward(space, s.xbc, conv_weight(store, p),
                               store.template value<1>(p + "conv1d.bias"), s.mask, xbc_act);
-      impl::mask_rows(space, nn::as_rows(xbc_act), mflat);
-      impl::split_columns(space, nn::as_rows(xbc_act), 0, nn::as_rows(s.xs));
-      impl::split_columns(space, nn::as_rows(xbc_act), E, nn::as_rows(s.Bm));
-      impl::split_columns(space, nn::as_rows(xbc_act), E + N, nn::as_rows(s.Cm));
+      impl::split_columns3(space, nn::as_rows(xbc_act), nn::as_rows(s.xs), nn::as_rows(s.Bm), nn::as_rows(s.Cm),
+                           mflat);
     }
 
     s.A = uninitialized_view<T*>(space, "hax::ssm::mamba2_A", H);
@@ -295,9 +292,8 @@ class Mamba2Mixer {
       core::ScratchFrame<memory_space> frame;  // the conv's output gradient
       auto const dxbc_act =
           uninitialized_view<T***>(space, "hax::ssm::mamba2_dxbc_act", B, L, conv_width());
-      impl::place_columns(space, nn::as_rows(dxs), 0, nn::as_rows(dxbc_act), mflat);
-      impl::place_columns(space, nn::as_rows(g.dB), E, nn::as_rows(dxbc_act), mflat);
-      impl::place_columns(space, nn::as_rows(g.dC), E + N, nn::as_rows(dxbc_act), mflat);
+      impl::place_columns3(space, nn::as_rows(dxs), nn::as_rows(g.dB), nn::as_rows(g.dC), nn::as_rows(dxbc_act),
+                           mflat);
       auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
       nn::conv1d_silu_backward(space, dxbc_act, s.xbc, conv_weight(store, p),
                                store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
