@@ -24,6 +24,7 @@
 #include <hax/core/policies.hpp>
 #include <hax/core/views.hpp>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace hax::attn {
@@ -58,17 +59,61 @@ void lsh_hash_rows(Space const& space, Hash const& hash, X const& x, Buckets con
       KOKKOS_LAMBDA(int b, int i) { buckets(b, i) = hash.bucket(Kokkos::subview(x, b, i, Kokkos::ALL)); });
 }
 
+namespace impl {
+
+/// Row i of x as the causal pre-hash transform sees it: (x(n) - mean) · inv, formed on the fly
+/// with the same arithmetic as lsh_prehash_transform, so the hash reads the same values.
+template <class Row, class T>
+struct CenteredRow {
+  Row x;
+  T mean;
+  T inv;
+  KOKKOS_INLINE_FUNCTION std::size_t extent(int) const { return x.extent(0); }
+  KOKKOS_INLINE_FUNCTION T operator()(int n) const { return (x(n) - mean) * inv; }
+};
+
+}  // namespace impl
+
 /// buckets (B, L) of raw rows x (B, L, N): the pre-hash transform under `semantics`, then the hash.
-/// Allocates one (B, L, N) temporary on `space`. Asynchronous on `space`.
+/// Under causal semantics the row statistics are local, so one kernel (a thread per row) centres,
+/// normalises and hashes each row without writing it back: the two-pass form (transform into a
+/// (B, L, N) temporary, then hash) cost 59 + 82 µs per call on an H100 at B·L = 67 648, N = 32.
+/// Reference semantics needs statistics over the sequence axis first, so it keeps the two passes
+/// and one (B, L, N) temporary. Asynchronous on `space`.
 template <execution_space Space, class Hash, class X, class Buckets>
   requires(view_accessible_from<X, Space> && view_accessible_from<Buckets, Space>)
 void lsh_buckets(Space const& space, PlanSemantics semantics, Hash const& hash, X const& x,
                  Buckets const& buckets) {
   using T = typename X::non_const_value_type;
-  auto const xt = uninitialized_view<T***>(space, "hax::attn::lsh_transformed", x.extent(0),
-                                           x.extent(1), x.extent(2));  // (B, L, N)
-  lsh_prehash_transform(space, semantics, x, xt);
-  lsh_hash_rows(space, hash, xt, buckets);
+  int const B = x.extent_int(0), L = x.extent_int(1), N = x.extent_int(2);
+  if (semantics == PlanSemantics::reference) {
+    auto const xt = uninitialized_view<T***>(space, "hax::attn::lsh_transformed", x.extent(0),
+                                             x.extent(1), x.extent(2));  // (B, L, N)
+    lsh_prehash_transform(space, semantics, x, xt);
+    lsh_hash_rows(space, hash, xt, buckets);
+    return;
+  }
+  core::require(buckets.extent_int(0) == B && buckets.extent_int(1) == L, "hax::attn::lsh_buckets",
+                "buckets (", buckets.extent(0), ", ", buckets.extent(1), ") must be (B, L) = (", B,
+                ", ", L, ") of x");
+  core::require(N == hash.proj.dim(), "hax::attn::lsh_buckets", "x (", B, ", ", L, ", ", N,
+                ") has N different from the projection's ", hash.proj.dim());
+  using value_type = typename X::non_const_value_type;
+  Kokkos::parallel_for(
+      "hax::attn::lsh_buckets[causal]", Kokkos::RangePolicy<Space>(space, 0, B * L), KOKKOS_LAMBDA(int r) {
+        int const b = r / L, i = r % L;
+        auto const row = Kokkos::subview(x, b, i, Kokkos::ALL);
+        value_type mean = 0;
+        for (int n = 0; n < N; ++n) { mean += row(n); }
+        mean /= value_type(N);
+        value_type sq = 0;
+        for (int n = 0; n < N; ++n) {
+          value_type const c = row(n) - mean;
+          sq += c * c;
+        }
+        value_type const inv = value_type(1) / Kokkos::max(Kokkos::sqrt(sq), value_type(kNormalizeEps));
+        buckets(b, i) = hash.bucket(impl::CenteredRow<decltype(row), value_type>{row, mean, inv});
+      });
 }
 
 namespace impl {
