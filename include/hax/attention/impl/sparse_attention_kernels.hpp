@@ -91,7 +91,30 @@ void check_mask_shape(std::string_view op, M const& mask, int B, int L) {
                 mask.extent(0), ", ", mask.extent(1), ") must be (B, L) = (", B, ", ", L, ")");
 }
 
-/// Forward: one query row per thread of a team (core::kRowsPerTeam rows), vector lanes over Dv.
+/// Sum reducer over a Kokkos::Array<T, kN>: kN dot products reduced across vector lanes at once.
+template <class T, int kN>
+struct SumArray {
+  using reducer = SumArray;
+  using value_type = Kokkos::Array<T, kN>;
+  using result_view_type = Kokkos::View<value_type, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  value_type& value;
+  KOKKOS_INLINE_FUNCTION explicit SumArray(value_type& v) : value(v) {}
+  KOKKOS_INLINE_FUNCTION void join(value_type& dest, value_type const& src) const {
+    for (int u = 0; u < kN; ++u) { dest[u] += src[u]; }
+  }
+  KOKKOS_INLINE_FUNCTION void init(value_type& v) const {
+    for (int u = 0; u < kN; ++u) { v[u] = T(0); }
+  }
+  KOKKOS_INLINE_FUNCTION value_type& reference() const { return value; }
+  KOKKOS_INLINE_FUNCTION result_view_type view() const { return result_view_type(&value, 1); }
+};
+
+/// Candidates the forward takes per step of its loop: their k and v rows are loaded together
+/// (memory-level parallelism), and the online softmax and the output rescale once per chunk.
+inline constexpr int kForwardKeysPerStep = 4;
+
+/// Forward: one query row per thread of a team (core::kRowsPerTeam rows), vector lanes over N
+/// for the logits and over Dv for the output; the candidates in chunks of kForwardKeysPerStep.
 template <class Space, class P, class Q, class K, class V, class Mask, class O, class LSE>
 void forward(Space const& space, P const& pattern, Q const& q, K const& k, V const& v,
              Mask const& valid, O const& o, LSE const& lse, AttentionOptions const& opts) {
@@ -120,21 +143,52 @@ void forward(Space const& space, P const& pattern, Q const& q, K const& k, V con
           }
           T m = neg_inf;  // running max of the logits
           T l = T(0);     // running sum of exp(logit - m)
-          for (int j = 0; j < kmax; ++j) {
-            int const kk = pattern.key(b, i, j);
-            if (kk < 0 || (causal && !valid(b, kk))) { continue; }
-            T s = T(0);
+          constexpr int kChunk = kForwardKeysPerStep;
+          for (int j0 = 0; j0 < kmax; j0 += kChunk) {
+            int kk[kChunk];  // the chunk's usable keys, -1 where none
+            bool any = false;
+            HAX_UNROLL
+            for (int u = 0; u < kChunk; ++u) {
+              int key = j0 + u < kmax ? pattern.key(b, i, j0 + u) : -1;
+              if (key >= 0 && causal && !valid(b, key)) { key = -1; }
+              kk[u] = key;
+              any = any || key >= 0;
+            }
+            if (!any) { continue; }
+            Kokkos::Array<T, kChunk> s;
             Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, N), [&](int n, T& acc) { acc += q(b, i, n) * k(b, kk, n); }, s);
-            s *= scale;
-            // Rescale the accumulator only when the max grows; the new key gets weight exp(s - m).
-            T const m_new = Kokkos::max(m, s);
-            T const c = Kokkos::exp(m - m_new);  // 0 for the first key (m = -inf)
-            T const p = Kokkos::exp(s - m_new);
-            l = l * c + p;
+                Kokkos::ThreadVectorRange(team, N),
+                [&](int n, Kokkos::Array<T, kChunk>& acc) {
+                  T const qn = q(b, i, n);
+                  HAX_UNROLL
+                  for (int u = 0; u < kChunk; ++u) {
+                    if (kk[u] >= 0) { acc[u] += qn * k(b, kk[u], n); }
+                  }
+                },
+                SumArray<T, kChunk>(s));
+            // Rescale the accumulator once per chunk, by how much the max grew; each key gets
+            // weight exp(s - m_new).
+            T m_new = m;
+            HAX_UNROLL
+            for (int u = 0; u < kChunk; ++u) {
+              if (kk[u] >= 0) { m_new = Kokkos::max(m_new, s[u] * scale); }
+            }
+            T const c = Kokkos::exp(m - m_new);  // 0 for the first keys (m = -inf)
+            T p[kChunk];
+            HAX_UNROLL
+            for (int u = 0; u < kChunk; ++u) {
+              p[u] = kk[u] >= 0 ? Kokkos::exp(s[u] * scale - m_new) : T(0);
+              l = (u == 0 ? l * c : l) + p[u];
+            }
             m = m_new;
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv),
-                                 [&](int d) { o_row(d) = o_row(d) * c + p * v(b, kk, d); });
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv), [&](int d) {
+              T acc = o_row(d) * c;
+              HAX_UNROLL
+              for (int u = 0; u < kChunk; ++u) {
+                if (kk[u] >= 0) { acc += p[u] * v(b, kk[u], d); }
+              }
+              o_row(d) = acc;
+            });
           }
           if (l > T(0)) {
             T const inv = T(1) / l;
