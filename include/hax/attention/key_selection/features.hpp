@@ -16,8 +16,6 @@
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
 
-#include <cstddef>
-
 namespace hax::attn {
 
 /// feat (B, L, 2N) = [k, normalised prefix sum of q] from q, k (B, L, N).
@@ -40,66 +38,32 @@ void key_selection_features(Space const& space, PlanSemantics semantics, Q const
                 2 * N, ")");
   using T = typename F::non_const_value_type;
   bool const per_column = semantics == PlanSemantics::reference;
-  // Prefix sums run along the sequence. One team per sequence cuts L into kSegments segments and
-  // gives each (segment, feature) pair to a thread, features fastest, so every pass reads whole
-  // rows (coalesced): segment sums, their exclusive scan per feature (in scratch), then each
-  // segment's rescan writing the prefixes. A team per (sequence, feature) scanning one strided
-  // column took 126 µs per call on an H100 at B·L = 67 648, N = 32.
-  constexpr int kSegments = 32;
-  int const seg_len = (L + kSegments - 1) / kSegments;
+  // Prefix sums run along the sequence: one team per (sequence, feature), the team scanning the
+  // L positions in parallel. One thread per (sequence, feature) walking L serially took 0.9 ms
+  // per call in the H100/H200 training step (B·N = 2 048 threads; docs/perf_training_step.md).
+  // (A team per sequence cutting L into segments, features fastest, took 195 µs per call on the
+  // same H100 profile: only B = 64 teams; commit 5c81075, reverted.)
   using member = typename Kokkos::TeamPolicy<Space>::member_type;
-  using scratch_2d = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
-                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-  std::size_t const bytes = scratch_2d::shmem_size(kSegments, N);
-  int const level = bytes <= 32 * 1024 ? 0 : 1;
+  auto const teams = core::long_loop_teams(space, B * N);
   Kokkos::parallel_for(
-      "hax::attn::key_selection_features::prefix_sum",
-      core::long_loop_teams(space, B).set_scratch_size(level, Kokkos::PerTeam(bytes)),
-      KOKKOS_LAMBDA(member const& team) {
-        int const b = team.league_rank();
-        scratch_2d part(team.team_scratch(level), kSegments, N);
-        auto const segment_begin = [&](int sg) { return sg * seg_len < L ? sg * seg_len : L; };
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kSegments * N), [&](int e) {
-          int const sg = e / N, n = e % N;
-          T sum = 0;
-          for (int j = segment_begin(sg); j < segment_begin(sg + 1); ++j) { sum += q(b, j, n); }
-          part(sg, n) = sum;
-        });
-        team.team_barrier();
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, N), [&](int n) {  // exclusive scan
-          T run = 0;
-          for (int sg = 0; sg < kSegments; ++sg) {
-            T const v = part(sg, n);
-            part(sg, n) = run;
-            run += v;
-          }
-        });
-        team.team_barrier();
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kSegments * N), [&](int e) {
-          int const sg = e / N, n = e % N;
-          T run = part(sg, n);
-          for (int j = segment_begin(sg); j < segment_begin(sg + 1); ++j) {
-            run += q(b, j, n);
+      "hax::attn::key_selection_features::prefix_sum", teams, KOKKOS_LAMBDA(member const& team) {
+        int const b = team.league_rank() / N, n = team.league_rank() % N;
+        Kokkos::parallel_scan(Kokkos::TeamThreadRange(team, L), [&](int j, T& run, bool final) {
+          run += q(b, j, n);
+          if (final) {
             feat(b, j, N + n) = run;
             feat(b, j, n) = k(b, j, n);
           }
         });
         if (per_column) {
-          team.team_barrier();  // every prefix of this sequence is written
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kSegments * N), [&](int e) {
-            int const sg = e / N, n = e % N;
-            T sq = 0;
-            for (int j = segment_begin(sg); j < segment_begin(sg + 1); ++j) { sq += feat(b, j, N + n) * feat(b, j, N + n); }
-            part(sg, n) = sq;
-          });
-          team.team_barrier();
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kSegments * N), [&](int e) {
-            int const sg = e / N, n = e % N;
-            T sq = 0;
-            for (int t = 0; t < kSegments; ++t) { sq += part(t, n); }
-            T const inv = T(1) / Kokkos::max(Kokkos::sqrt(sq), T(kNormalizeEps));
-            for (int j = segment_begin(sg); j < segment_begin(sg + 1); ++j) { feat(b, j, N + n) *= inv; }
-          });
+          team.team_barrier();  // every prefix of this column is written
+          T sq = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamThreadRange(team, L),
+              [&](int j, T& acc) { acc += feat(b, j, N + n) * feat(b, j, N + n); }, sq);
+          T const inv = T(1) / Kokkos::max(Kokkos::sqrt(sq), T(kNormalizeEps));
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, L),
+                               [&](int j) { feat(b, j, N + n) *= inv; });
         }
       });
   if (!per_column) {
