@@ -5,6 +5,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
 #include <cstdint>
 
 /// `HAX_UNROLL` before a loop with a compile-time trip count asks the compiler to unroll it, so
@@ -82,15 +83,30 @@ Kokkos::TeamPolicy<Space> row_teams(Space const& space, int league) {
   }
 }
 
+/// `league` teams of `gpu_threads` threads on GPUs; on host backends one thread per team, so a
+/// team's TeamThreadRange loops run in order (the shape of kernels whose team splits independent
+/// entries or a long loop over them).
+template <class Space>
+Kokkos::TeamPolicy<Space> gpu_wide_teams(Space const& space, int league, int gpu_threads) {
+  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+    return Kokkos::TeamPolicy<Space>(space, league, 1);
+  } else {
+    return Kokkos::TeamPolicy<Space>(space, league, gpu_threads);
+  }
+}
+
 /// One team per work item whose threads split a long loop (a reduction or scan over L or over
 /// rows): 128 threads on GPUs; on host backends one thread per team, so the loop runs in order.
 template <class Space>
 Kokkos::TeamPolicy<Space> long_loop_teams(Space const& space, int league) {
-  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
-    return Kokkos::TeamPolicy<Space>(space, league, 1);
-  } else {
-    return Kokkos::TeamPolicy<Space>(space, league, 128);
-  }
+  return gpu_wide_teams(space, league, 128);
 }
+
+/// Largest per-team scratch request that scratch_level serves from level 0 (shared memory on
+/// GPUs, where Kokkos' CUDA default allows 48 KiB per block); larger ones go to level 1 (global).
+inline constexpr std::size_t kScratchLevel0Bytes = 40 * 1024;
+
+/// The team-scratch level for a request of `bytes` per team (see kScratchLevel0Bytes).
+inline int scratch_level(std::size_t bytes) { return bytes <= kScratchLevel0Bytes ? 0 : 1; }
 
 }  // namespace hax::core

@@ -67,14 +67,8 @@ void score_mlp_backward(Space const& space, W2 const& w2, W2 const& w3, F const&
   std::size_t const bytes = scratch_2d::shmem_size(H, H) + scratch_1d::shmem_size(H) +
                             scratch_1d::shmem_size(kRows) + scratch_2d::shmem_size(D, kStride) +
                             4 * scratch_2d::shmem_size(H, kStride);
-  int const level = bytes <= 40 * 1024 ? 0 : 1;
-  Kokkos::TeamPolicy<Space> policy = [&] {
-    if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
-      return Kokkos::TeamPolicy<Space>(space, teams, 1);
-    } else {
-      return Kokkos::TeamPolicy<Space>(space, teams, kScoreMlpBackwardThreads);
-    }
-  }();
+  int const level = core::scratch_level(bytes);
+  auto policy = core::gpu_wide_teams(space, teams, kScoreMlpBackwardThreads);
   Kokkos::parallel_for(
       "hax::attn::ScoreMlp::backward::rows", policy.set_scratch_size(level, Kokkos::PerTeam(bytes)),
       KOKKOS_LAMBDA(member const& team) {
@@ -184,15 +178,9 @@ void score_mlp_rows_fixed(Space const& space, W2 const& w1, W1 const& b1, W2 con
   if (M == 0) { return; }
   std::size_t const bytes = scratch_2d::shmem_size(kD, kH) + scratch_2d::shmem_size(kH, kH) +
                             4 * scratch_1d::shmem_size(kH);
-  int const level = bytes <= 40 * 1024 ? 0 : 1;
+  int const level = core::scratch_level(bytes);
   int const league = (M + kRows - 1) / kRows;
-  Kokkos::TeamPolicy<Space> policy = [&] {
-    if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
-      return Kokkos::TeamPolicy<Space>(space, league, 1);
-    } else {
-      return Kokkos::TeamPolicy<Space>(space, league, kRows);
-    }
-  }();
+  auto policy = core::gpu_wide_teams(space, league, kRows);
   Kokkos::parallel_for(
       kSave ? "hax::attn::ScoreMlp::forward_saving" : "hax::attn::ScoreMlp::forward",
       policy.set_scratch_size(level, Kokkos::PerTeam(bytes)), KOKKOS_LAMBDA(member const& team) {
@@ -276,15 +264,9 @@ void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2
   std::size_t const bytes = scratch_2d::shmem_size(H, D) + scratch_2d::shmem_size(H, H) +
                             4 * scratch_1d::shmem_size(H) + scratch_2d::shmem_size(D, kStride) +
                             scratch_2d::shmem_size(H, kStride);
-  int const level = bytes <= 40 * 1024 ? 0 : 1;
+  int const level = core::scratch_level(bytes);
   int const league = (M + kRows - 1) / kRows;
-  Kokkos::TeamPolicy<Space> policy = [&] {
-    if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
-      return Kokkos::TeamPolicy<Space>(space, league, 1);
-    } else {
-      return Kokkos::TeamPolicy<Space>(space, league, kRows);
-    }
-  }();
+  auto policy = core::gpu_wide_teams(space, league, kRows);
   Kokkos::parallel_for(
       kSave ? "hax::attn::ScoreMlp::forward_saving" : "hax::attn::ScoreMlp::forward",
       policy.set_scratch_size(level, Kokkos::PerTeam(bytes)), KOKKOS_LAMBDA(member const& team) {

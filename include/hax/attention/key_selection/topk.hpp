@@ -85,18 +85,11 @@ KOKKOS_INLINE_FUNCTION void insert_most_recent(S const& scores, int b, List cons
   }
 }
 
-/// Scratch level for `bytes` per team: level 0 (shared memory on GPUs) up to 32 KiB.
-inline int topk_scratch_level(std::size_t bytes) { return bytes <= 32 * 1024 ? 0 : 1; }
-
-/// Threads per team covering `work` independent entries: a multiple of a warp up to 256 on GPUs;
-/// one on host backends, where a team's entries run in order.
+/// Teams covering `work` independent entries: a multiple of a warp up to 256 threads on GPUs;
+/// one thread on host backends, where a team's entries run in order.
 template <class Space>
 Kokkos::TeamPolicy<Space> topk_teams(Space const& space, int league, int work) {
-  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
-    return Kokkos::TeamPolicy<Space>(space, league, 1);
-  } else {
-    return Kokkos::TeamPolicy<Space>(space, league, std::min(256, (work + 31) / 32 * 32));
-  }
+  return core::gpu_wide_teams(space, league, std::min(256, (work + 31) / 32 * 32));
 }
 
 /// TopkMethod::ranking (see the file comment); shapes checked by the caller, B > 0.
@@ -121,7 +114,7 @@ void causal_topk_ranking(Space const& space, S const& scores, Idx const& idx) {
   {
     std::size_t const bytes = 3 * (scratch_keys::shmem_size(kprime) + scratch_pos::shmem_size(kprime)) +
                               scratch_keys::shmem_size(block);
-    int const level = topk_scratch_level(bytes);
+    int const level = core::scratch_level(bytes);
     Kokkos::parallel_for(
         "hax::attn::causal_topk::prefixes",
         topk_teams(space, B, 2 * kprime).set_scratch_size(level, Kokkos::PerTeam(bytes)),
@@ -192,7 +185,7 @@ void causal_topk_ranking(Space const& space, S const& scores, Idx const& idx) {
   {
     std::size_t const bytes = scratch_keys::shmem_size(kprime) + scratch_pos::shmem_size(kprime) +
                               scratch_keys::shmem_size(block);
-    int const level = topk_scratch_level(bytes);
+    int const level = core::scratch_level(bytes);
     Kokkos::parallel_for(
         "hax::attn::causal_topk::rows",
         topk_teams(space, B * nb, kprime + block).set_scratch_size(level, Kokkos::PerTeam(bytes)),
