@@ -210,9 +210,11 @@ void register_all() {
   // The joint-recall shape.
   for (bool bwd : {false, true}) {
     std::string const kind = bwd ? "fwd_bwd" : "fwd";
-    reg("selective_scan_" + kind + "/B64/L1057/D128/N16/chunk64", selective_scan<Space>, 64, 1057,
-        128, 16, 64, bwd)
-        ->Iterations(1);
+    for (int chunk : {32, 64}) {  // 32: the Mamba mixer's default
+      reg("selective_scan_" + kind + "/B64/L1057/D128/N16/chunk" + std::to_string(chunk),
+          selective_scan<Space>, 64, 1057, 128, 16, chunk, bwd)
+          ->Iterations(1);
+    }
     for (int q : {32, 64, 128, 256}) {
       reg("ssd_" + kind + "/B64/L1057/H8/P16/N32/Q" + std::to_string(q), ssd<Space>, 64, 1057, 8,
           16, 32, q, bwd)

@@ -48,7 +48,9 @@ struct MambaConfig {
   int dt_rank = 8;          ///< R
   int conv_kernel = 4;      ///< K, the causal conv width (≤ nn::kMaxConvWidth)
   double init_range = 0.1;  ///< std of the N(0, ·) Linear weights
-  int chunk = 64;           ///< selective-scan checkpoint chunk (memory vs recompute)
+  /// Selective-scan checkpoint chunk (memory vs recompute). 32 keeps the backward's per-team
+  /// states and adjoints of a chunk (2 · chunk · 8 channels · N floats) in GPU shared memory.
+  int chunk = 32;
   /// The HAX branch, if any; its d_inner and state_size must be the mixer's (0 = take them).
   std::optional<attn::SparseBranchConfig> sparse;
   double e_init = 1.0;      ///< initial value of E (the released code: 1; the paper's NL runs: 0)

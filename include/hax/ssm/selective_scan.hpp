@@ -11,10 +11,10 @@
 /// A is taken as is (the caller computes A = -exp(A_log) and chains dA into dA_log).
 /// Parallelisation (impl/scan_kernels.hpp): teams of channels d, one thread per channel, the state
 /// size N on the vector lanes with the states in team scratch; the forward is chunk-parallel over
-/// L when B·D·N alone would not fill the device. The backward walks the chunks in reverse (2
-/// kernels per chunk); the reductions over d (dB, dC) run as separate kernels per chunk, the
-/// reductions over (b, t) (dA, ddelta_bias, dD) go through per-(b, d) partial sums and one final
-/// kernel. No atomics on per-token data.
+/// L when B·D·N alone would not fill the device. The backward is one kernel that walks the chunks
+/// in reverse with each chunk's states and adjoints in team scratch; the reductions over d (dB,
+/// dC) go through per-channel-block partial sums, those over (b, t) (dA, ddelta_bias, dD) through
+/// per-(b, d) partial sums, each summed in a fixed order by a final kernel. No atomics.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -117,38 +117,6 @@ void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> 
   scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, ScanSegments::chunk_final);
 }
 
-/// dB_t[n] = Σ_d g_t[d, n] (dt_t u_t)[d] and dC_t[n] = Σ_d dy_t[d] h_t[d, n] for chunk c.
-template <class Space, class T, class Mem>
-void selective_scan_backward_bc(Space const& space, SelectiveScanInputs<T, Mem> const& in,
-                                Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
-                                SelectiveScanGrads<T, Mem> const& grads,
-                                Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
-                                Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs,
-                                Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& dtu, int chunk,
-                                int c) {
-  auto const u = in.u;
-  auto const dB = grads.dB;
-  auto const dC = grads.dC;
-  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2);
-  int const N = in.A.extent_int(1);
-  int const cs = c * chunk;
-  int const len = Kokkos::min(chunk, L - cs);
-  Kokkos::parallel_for(
-      "hax::ssm::selective_scan_backward_bc",
-      Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, len, N}),
-      KOKKOS_LAMBDA(int b, int k, int n) {
-        int const t = cs + k;
-        T db = T(0);
-        T dc = T(0);
-        for (int d = 0; d < D; ++d) {
-          db += gs(b, k, d, n) * dtu(b, k, d);
-          dc += dy(b, t, d) * hs(b, k, d, n);
-        }
-        dB(b, t, n) = db;
-        dC(b, t, n) = dc;
-      });
-}
-
 }  // namespace impl
 
 /// Forward of the selective scan.
@@ -191,14 +159,15 @@ SelectiveScanSaved<T, Mem> selective_scan_forward(
   return selective_scan_forward(Space{}, in, y, checkpoint);
 }
 
-/// Backward of the selective scan: walks the chunks in reverse, recomputing each chunk's states
-/// from its checkpoint (workspaces (B, chunk, D, N) ×2 and (B, chunk, D)), so no (B, L, D, N)
-/// tensor exists.
+/// Backward of the selective scan: one kernel walks the chunks in reverse, recomputing each
+/// chunk's states from its checkpoint in team scratch, so no (B, L, D, N) tensor exists; its
+/// workspaces are the per-channel-block partial sums of dB and dC, (D / channels per team, B, L,
+/// N) each.
 ///
 /// \param in [in] the forward's inputs; \param saved [in] what the forward returned.
 /// \param dy [in] (B, L, D) gradient of the loss with respect to y.
 /// \param grads [out] du, ddelta, dB, dC written; ddelta_bias, dA, dD accumulated (+=).
-/// Asynchronous on `space`; 2 kernels per chunk plus 2.
+/// Asynchronous on `space`; 3 kernels.
 template <execution_space Space, class T, class Mem>
 requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
 void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> const& in,
@@ -236,24 +205,32 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
   }
   using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
   using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
-  int const K = Kokkos::min(chunk, L);
-  // Chunk workspaces with d inside k, so the reductions over d in the dB/dC kernel read
-  // contiguous (D, N) slabs.
-  // (B, K, D, N) recomputed states and adjoints of one chunk; (B, K, D) dt_t u_t of one chunk,
-  // for dB
-  auto const hs = uninitialized_view<view4>(space, "hax::ssm::scan_chunk_h", B, K, D, N);
-  auto const gs = uninitialized_view<view4>(space, "hax::ssm::scan_chunk_g", B, K, D, N);
-  auto const dtu = uninitialized_view<view3>(space, "hax::ssm::scan_chunk_dtu", B, K, D);
-  auto const carry = zeroed_view<view3>(space, "hax::ssm::scan_carry", B, D, N);      // (B, D, N)
-  auto const part_dA = zeroed_view<view3>(space, "hax::ssm::scan_part_dA", B, D, N);  // (B, D, N)
-  auto const part_bd = zeroed_view<view3>(space, "hax::ssm::scan_part_bd", B, D, 2);  // (B, D, 2)
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
-  for (int c = n_chunks - 1; c >= 0; --c) {
-    impl::scan_backward_chunk(space, in, dy, grads, st, hs, gs, dtu, carry, part_dA, part_bd, chunk,
-                              c);
-    impl::selective_scan_backward_bc(space, in, dy, grads, hs, gs, dtu, chunk, c);
-  }
+  auto const shape = impl::scan_backward_shape<Space>(N);
+  int const n_blocks = impl::ceil_div(D, shape.channels);
+  // Per-channel-block partial sums of dB and dC (n_blocks, B, L, N), summed in block order below;
+  // per-(b, d) partial sums of the parameter gradients, summed over b in the last kernel.
+  auto const dBp = uninitialized_view<view4>(space, "hax::ssm::scan_part_dB", n_blocks, B, L, N);
+  auto const dCp = uninitialized_view<view4>(space, "hax::ssm::scan_part_dC", n_blocks, B, L, N);
+  auto const part_dA = uninitialized_view<view3>(space, "hax::ssm::scan_part_dA", B, D, N);
+  auto const part_bd = uninitialized_view<view3>(space, "hax::ssm::scan_part_bd", B, D, 2);
+  impl::scan_backward_fused(space, in, dy, grads, st, dBp, dCp, part_dA, part_bd, chunk, shape);
+  auto const dB = grads.dB;
+  auto const dC = grads.dC;
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_backward_bc",
+      Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, L, N}),
+      KOKKOS_LAMBDA(int b, int t, int n) {
+        T db = T(0);
+        T dc = T(0);
+        for (int blk = 0; blk < n_blocks; ++blk) {
+          db += dBp(blk, b, t, n);
+          dc += dCp(blk, b, t, n);
+        }
+        dB(b, t, n) = db;
+        dC(b, t, n) = dc;
+      });
   // Reductions over b of the per-(b, d) partial sums (each element written by one thread).
   auto const dA = grads.dA;
   auto const dbias = grads.ddelta_bias;

@@ -16,6 +16,7 @@
 
 #include <Kokkos_Core.hpp>
 #include <cstddef>
+#include <hax/core/policies.hpp>
 #include <hax/ssm/impl/common.hpp>
 
 namespace hax::ssm::impl {
@@ -92,8 +93,13 @@ enum class ScanSegments {
   chunk_final,  // every chunk from its start state (states): y
 };
 
+/// Time steps a forward team stages into scratch at once (delta, u of its channels; B, C).
+inline constexpr int kScanStageSteps = 32;
+
 /// Forward scan over segments, one team per (b, segment, channel block); see ScanSegments.
-/// states (B, D, n_chunks, N); sum_dt (B, D, n_chunks).
+/// states (B, D, n_chunks, N); sum_dt (B, D, n_chunks). The team stages kScanStageSteps steps of
+/// its inputs into scratch with coalesced loads, then every channel walks them in order: the
+/// sequential loop reads scratch instead of waiting on a global load per step.
 template <class Space, class In, class T, class Mem>
 void scan_forward_segments(Space const& space, In const& in,
                            Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
@@ -102,8 +108,9 @@ void scan_forward_segments(Space const& space, In const& in,
                            ScanSegments mode) {
   using policy = Kokkos::TeamPolicy<Space>;
   using member = typename policy::member_type;
-  using mat = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
-                           Kokkos::MemoryUnmanaged>;
+  using scratch = typename Space::scratch_memory_space;
+  using mat = Kokkos::View<T**, Kokkos::LayoutRight, scratch, Kokkos::MemoryUnmanaged>;
+  using mat3 = Kokkos::View<T***, Kokkos::LayoutRight, scratch, Kokkos::MemoryUnmanaged>;
   auto const u = in.u;
   auto const delta = in.delta;
   auto const delta_bias = in.delta_bias;
@@ -117,10 +124,14 @@ void scan_forward_segments(Space const& space, In const& in,
   auto const shape = scan_team_shape<Space, T>(N, 2);
   int const Dt = shape.channels;
   int const n_blocks = ceil_div(D, Dt);
+  int const S = kScanStageSteps;
   bool const whole = mode == ScanSegments::whole;
   bool const local = mode == ScanSegments::chunk_local;
+  std::size_t const bytes = 2 * mat::shmem_size(Dt, N) + mat::shmem_size(Dt, 1) +
+                            mat3::shmem_size(S, Dt, 2) + mat3::shmem_size(S, 2, N);
+  int const level = core::scratch_level(bytes);
   auto pol = scan_policy(space, B * n_seg * n_blocks, shape);
-  pol.set_scratch_size(0, Kokkos::PerTeam(2 * mat::shmem_size(Dt, N)));
+  pol.set_scratch_size(level, Kokkos::PerTeam(bytes));
   Kokkos::parallel_for(
       local ? "hax::ssm::selective_scan_forward_chunks" : "hax::ssm::selective_scan_forward", pol,
       KOKKOS_LAMBDA(member const& team) {
@@ -131,44 +142,73 @@ void scan_forward_segments(Space const& space, In const& in,
         int const nd = Kokkos::min(Dt, D - d0);
         int const ts = whole ? 0 : seg * chunk;
         int const te = whole ? L : Kokkos::min(ts + chunk, L);
-        mat hs(team.team_scratch(0), Dt, N);  // (Dt, N) running states of the block
-        mat As(team.team_scratch(0), Dt, N);  // (Dt, N) A of the block
+        mat hs(team.team_scratch(level), Dt, N);        // running states of the block
+        mat As(team.team_scratch(level), Dt, N);        // A of the block
+        mat total(team.team_scratch(level), Dt, 1);     // Σ dt over the segment
+        mat3 xs(team.team_scratch(level), S, Dt, 2);    // staged delta, u
+        mat3 bcs(team.team_scratch(level), S, 2, N);    // staged B, C
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nd), [&](int dl) {
           int const d = d0 + dl;
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) {
             As(dl, n) = A(d, n);
             hs(dl, n) = mode == ScanSegments::chunk_final ? states(b, d, seg, n) : T(0);
           });
-          T const bias = delta_bias(d);
-          T const skip = Dskip(d);
-          T total = T(0);  // Σ dt over the segment
-          for (int t = ts; t < te; ++t) {
-            if (whole && t % chunk == 0) {  // checkpoint: the state before this chunk
-              Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N),
-                                   [&](int n) { states(b, d, t / chunk, n) = hs(dl, n); });
+          Kokkos::single(Kokkos::PerThread(team), [&]() { total(dl, 0) = T(0); });
+        });
+        for (int t0 = ts; t0 < te; t0 += S) {
+          int const len = Kokkos::min(S, te - t0);
+          team.team_barrier();  // the previous block's steps have read the staged inputs
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, len * nd), [&](int i) {
+            int const k = i / nd;
+            int const dl = i % nd;
+            xs(k, dl, 0) = delta(b, t0 + k, d0 + dl);
+            xs(k, dl, 1) = u(b, t0 + k, d0 + dl);
+          });
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, len * N), [&](int i) {
+            int const k = i / N;
+            int const n = i % N;
+            bcs(k, 0, n) = Bm(b, t0 + k, n);
+            bcs(k, 1, n) = Cm(b, t0 + k, n);
+          });
+          team.team_barrier();
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nd), [&](int dl) {
+            int const d = d0 + dl;
+            T const bias = delta_bias(d);
+            T const skip = Dskip(d);
+            T sum_dt_block = T(0);
+            for (int k = 0; k < len; ++k) {
+              int const t = t0 + k;
+              if (whole && t % chunk == 0) {  // checkpoint: the state before this chunk
+                Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N),
+                                     [&](int n) { states(b, d, t / chunk, n) = hs(dl, n); });
+              }
+              T const dt = softplus(xs(k, dl, 0) + bias);
+              T const ut = xs(k, dl, 1);
+              sum_dt_block += dt;
+              T acc = T(0);
+              Kokkos::parallel_reduce(
+                  Kokkos::ThreadVectorRange(team, N),
+                  [&](int n, T& sum) {
+                    T const h = Kokkos::exp(dt * As(dl, n)) * hs(dl, n) + dt * bcs(k, 0, n) * ut;
+                    hs(dl, n) = h;
+                    sum += bcs(k, 1, n) * h;
+                  },
+                  acc);
+              if (!local) {
+                Kokkos::single(Kokkos::PerThread(team), [&]() { y(b, t, d) = acc + skip * ut; });
+              }
             }
-            T const dt = softplus(delta(b, t, d) + bias);
-            T const ut = u(b, t, d);
-            total += dt;
-            T acc = T(0);
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, N),
-                [&](int n, T& sum) {
-                  T const h = Kokkos::exp(dt * As(dl, n)) * hs(dl, n) + dt * Bm(b, t, n) * ut;
-                  hs(dl, n) = h;
-                  sum += Cm(b, t, n) * h;
-                },
-                acc);
-            if (!local) {
-              Kokkos::single(Kokkos::PerThread(team), [&]() { y(b, t, d) = acc + skip * ut; });
-            }
-          }
-          if (local) {
+            Kokkos::single(Kokkos::PerThread(team), [&]() { total(dl, 0) += sum_dt_block; });
+          });
+        }
+        if (local) {
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nd), [&](int dl) {
+            int const d = d0 + dl;
             Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N),
                                  [&](int n) { states(b, d, seg, n) = hs(dl, n); });
-            Kokkos::single(Kokkos::PerThread(team), [&]() { sum_dt(b, d, seg) = total; });
-          }
-        });
+            Kokkos::single(Kokkos::PerThread(team), [&]() { sum_dt(b, d, seg) = total(dl, 0); });
+          });
+        }
       });
 }
 
@@ -198,27 +238,53 @@ void scan_chunk_pass(Space const& space, In const& in,
       });
 }
 
-/// Backward, chunk c, one team per (b, channel block), a thread per channel and N on the lanes:
-/// recompute the chunk's states from its checkpoint into hs, then run the adjoint recurrence
-/// g_{t-1} = exp(dt_t A) g_t + dy_{t-1} C_{t-1} backwards through the chunk. Writes du, ddelta,
-/// the adjoints gs and dt u (for dB and dC); accumulates the per-(b, d) partial parameter
-/// gradients; carries g across chunk boundaries in `carry` (B, D, N).
+/// Team shape of the backward: 128 lanes per team on GPUs (the scratch per channel holds a whole
+/// chunk of states and adjoints, so teams are half the forward's), 16 channels on the host.
+template <class Space>
+ScanTeamShape scan_backward_shape(int N) {
+  ScanTeamShape s = scan_team_shape<Space, char>(N, 1);  // the lanes for N
+  constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
+  if constexpr (!host) {
+    s.channels = Kokkos::max(1, 128 / s.vector);
+  }
+  return s;
+}
+
+/// Team-scratch bytes of scan_backward_fused for chunk length K (= min(chunk, L)).
+template <class T, class ScratchSpace>
+std::size_t scan_backward_scratch_bytes(int K, int Dt, int N) {
+  using mat3 = Kokkos::View<T***, Kokkos::LayoutRight, ScratchSpace, Kokkos::MemoryUnmanaged>;
+  using mat2 = Kokkos::View<T**, Kokkos::LayoutRight, ScratchSpace, Kokkos::MemoryUnmanaged>;
+  return 2 * mat3::shmem_size(K, Dt, N) + mat3::shmem_size(K, Dt, 4) +
+         3 * mat2::shmem_size(Dt, N) + mat2::shmem_size(Dt, 2);
+}
+
+/// The whole backward in one kernel, one team per (b, channel block), a thread per channel and N
+/// on the lanes. The chunks are walked in reverse; for each chunk the team
+///   1. stages delta, u and dy of its channels (coalesced loads, once per chunk),
+///   2. recomputes the chunk's states h_t from the checkpoint into scratch,
+///   3. runs the adjoint recurrence g_{t-1} = exp(dt_t A) g_t + dy_{t-1} C_{t-1} backwards,
+///      writing du and ddelta and keeping the adjoints in scratch,
+///   4. sums dB_t[n] = Σ_d g_t[d, n] dt_t u_t[d] and dC_t[n] = Σ_d dy_t[d] h_t[d, n] over its
+///      channels into the block's partial sums dBp, dCp (n_blocks, B, L, N).
+/// The adjoint carry and the parameter-gradient partials stay in scratch across chunks and are
+/// written once at the end: part_dA (B, D, N), part_bd (B, D, 2) (=). Replaces 2 launches and two
+/// (B, chunk, D, N) round trips through global memory per chunk.
 template <class Space, class In, class G, class T, class Mem>
-void scan_backward_chunk(Space const& space, In const& in,
+void scan_backward_fused(Space const& space, In const& in,
                          Kokkos::View<T const***, Kokkos::LayoutRight, Mem> const& dy,
                          G const& grads,
                          Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
-                         Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& hs,
-                         Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& gs,
-                         Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& dtu,
-                         Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& carry,
+                         Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& dBp,
+                         Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& dCp,
                          Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_dA,
                          Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& part_bd, int chunk,
-                         int c) {
+                         ScanTeamShape const& shape) {
   using policy = Kokkos::TeamPolicy<Space>;
   using member = typename policy::member_type;
-  using mat = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
-                           Kokkos::MemoryUnmanaged>;
+  using scratch = typename Space::scratch_memory_space;
+  using mat3 = Kokkos::View<T***, Kokkos::LayoutRight, scratch, Kokkos::MemoryUnmanaged>;
+  using mat = Kokkos::View<T**, Kokkos::LayoutRight, scratch, Kokkos::MemoryUnmanaged>;
   auto const u = in.u;
   auto const delta = in.delta;
   auto const delta_bias = in.delta_bias;
@@ -229,83 +295,116 @@ void scan_backward_chunk(Space const& space, In const& in,
   auto const du = grads.du;
   auto const ddelta = grads.ddelta;
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
-  int const cs = c * chunk;
-  int const len = Kokkos::min(chunk, L - cs);
-  auto const shape = scan_team_shape<Space, T>(N, 4);
+  int const n_chunks = ceil_div(L, chunk);
+  int const K = Kokkos::min(chunk, L);
   int const Dt = shape.channels;
   int const n_blocks = ceil_div(D, Dt);
+  std::size_t const bytes = scan_backward_scratch_bytes<T, scratch>(K, Dt, N);
+  int const level = core::scratch_level(bytes);
   auto pol = scan_policy(space, B * n_blocks, shape);
-  pol.set_scratch_size(0, Kokkos::PerTeam(4 * mat::shmem_size(Dt, N)));
+  pol.set_scratch_size(level, Kokkos::PerTeam(bytes));
   Kokkos::parallel_for(
       "hax::ssm::selective_scan_backward", pol, KOKKOS_LAMBDA(member const& team) {
         int const blk = team.league_rank() % n_blocks;
         int const b = team.league_rank() / n_blocks;
         int const d0 = blk * Dt;
         int const nd = Kokkos::min(Dt, D - d0);
-        mat h(team.team_scratch(0), Dt, N);    // (Dt, N) state, recomputed from the checkpoint
-        mat g(team.team_scratch(0), Dt, N);    // (Dt, N) adjoint dLoss/dh_t carried backwards
-        mat As(team.team_scratch(0), Dt, N);   // (Dt, N) A
-        mat dAl(team.team_scratch(0), Dt, N);  // (Dt, N) this chunk's share of dA
+        mat3 hh(team.team_scratch(level), K, Dt, N);  // states h_t of the chunk
+        mat3 gg(team.team_scratch(level), K, Dt, N);  // adjoints dLoss/dh_t of the chunk
+        mat3 xs(team.team_scratch(level), K, Dt, 4);  // delta, u, dy, dt u of the chunk
+        mat As(team.team_scratch(level), Dt, N);      // A of the block
+        mat g(team.team_scratch(level), Dt, N);       // adjoint carried backwards
+        mat dAl(team.team_scratch(level), Dt, N);     // Σ over the sequence of dh_t/dA terms
+        mat bd(team.team_scratch(level), Dt, 2);      // Σ ddelta_bias and Σ dD terms
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nd), [&](int dl) {
-          int const d = d0 + dl;
-          T const bias = delta_bias(d);
-          T const skip = Dskip(d);
           Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) {
-            As(dl, n) = A(d, n);
-            h(dl, n) = states(b, d, c, n);
-            g(dl, n) = carry(b, d, n);
+            As(dl, n) = A(d0 + dl, n);
+            g(dl, n) = T(0);
             dAl(dl, n) = T(0);
           });
-          for (int k = 0; k < len; ++k) {
-            int const t = cs + k;
-            T const dt = softplus(delta(b, t, d) + bias);
-            T const ut = u(b, t, d);
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) {
-              T const hn = Kokkos::exp(dt * As(dl, n)) * h(dl, n) + dt * Bm(b, t, n) * ut;
-              h(dl, n) = hn;
-              hs(b, k, d, n) = hn;
-            });
-          }
-          T dbias = T(0);
-          T dskip = T(0);
-          for (int k = len - 1; k >= 0; --k) {
-            int const t = cs + k;
-            T const xb = delta(b, t, d) + bias;
-            T const dt = softplus(xb);
-            T const ut = u(b, t, d);
-            T const dyt = dy(b, t, d);
-            ScanPair<T> acc{T(0), T(0)};  // (dLoss/d dt_t, dLoss/du_t through the state)
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, N),
-                [&](int n, ScanPair<T>& sum) {
-                  T const hprev = k > 0 ? hs(b, k - 1, d, n) : states(b, d, c, n);
-                  T const an = As(dl, n);
-                  T const a = Kokkos::exp(dt * an);
-                  T const bn = Bm(b, t, n);
-                  T const gn = g(dl, n) + dyt * Cm(b, t, n);     // total dLoss/dh_t
-                  sum.first += gn * (hprev * a * an + bn * ut);  // dh_t/d dt = A a h_{t-1} + B u
-                  sum.second += gn * dt * bn;
-                  dAl(dl, n) += gn * hprev * a * dt;  // dh_t/dA = dt a h_{t-1}
-                  gs(b, k, d, n) = gn;
-                  g(dl, n) = gn * a;  // h_{t-1} reaches h_t through a
-                },
-                acc);
-            T const dd = acc.first * sigmoid(xb);  // softplus' = sigmoid
-            Kokkos::single(Kokkos::PerThread(team), [&]() {
-              dtu(b, k, d) = dt * ut;
-              du(b, t, d) = acc.second + skip * dyt;
-              ddelta(b, t, d) = dd;
-            });
-            dbias += dd;
-            dskip += dyt * ut;
-          }
-          Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) {
-            carry(b, d, n) = g(dl, n);
-            part_dA(b, d, n) += dAl(dl, n);
-          });
           Kokkos::single(Kokkos::PerThread(team), [&]() {
-            part_bd(b, d, 0) += dbias;
-            part_bd(b, d, 1) += dskip;
+            bd(dl, 0) = T(0);
+            bd(dl, 1) = T(0);
+          });
+        });
+        for (int c = n_chunks - 1; c >= 0; --c) {
+          int const cs = c * chunk;
+          int const len = Kokkos::min(chunk, L - cs);
+          team.team_barrier();  // the previous chunk's partial sums have read hh, gg and xs
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, len * nd), [&](int i) {
+            int const k = i / nd;
+            int const dl = i % nd;
+            xs(k, dl, 0) = delta(b, cs + k, d0 + dl);
+            xs(k, dl, 1) = u(b, cs + k, d0 + dl);
+            xs(k, dl, 2) = dy(b, cs + k, d0 + dl);
+          });
+          team.team_barrier();
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nd), [&](int dl) {
+            int const d = d0 + dl;
+            T const bias = delta_bias(d);
+            T const skip = Dskip(d);
+            for (int k = 0; k < len; ++k) {
+              int const t = cs + k;
+              T const dt = softplus(xs(k, dl, 0) + bias);
+              T const ut = xs(k, dl, 1);
+              Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) {
+                T const hprev = k > 0 ? hh(k - 1, dl, n) : states(b, d, c, n);
+                hh(k, dl, n) = Kokkos::exp(dt * As(dl, n)) * hprev + dt * Bm(b, t, n) * ut;
+              });
+            }
+            for (int k = len - 1; k >= 0; --k) {
+              int const t = cs + k;
+              T const xb = xs(k, dl, 0) + bias;
+              T const dt = softplus(xb);
+              T const ut = xs(k, dl, 1);
+              T const dyt = xs(k, dl, 2);
+              ScanPair<T> acc{T(0), T(0)};  // (dLoss/d dt_t, dLoss/du_t through the state)
+              Kokkos::parallel_reduce(
+                  Kokkos::ThreadVectorRange(team, N),
+                  [&](int n, ScanPair<T>& sum) {
+                    T const hprev = k > 0 ? hh(k - 1, dl, n) : states(b, d, c, n);
+                    T const an = As(dl, n);
+                    T const a = Kokkos::exp(dt * an);
+                    T const bn = Bm(b, t, n);
+                    T const gn = g(dl, n) + dyt * Cm(b, t, n);     // total dLoss/dh_t
+                    sum.first += gn * (hprev * a * an + bn * ut);  // dh_t/d dt = A a h_{t-1} + B u
+                    sum.second += gn * dt * bn;
+                    dAl(dl, n) += gn * hprev * a * dt;  // dh_t/dA = dt a h_{t-1}
+                    gg(k, dl, n) = gn;
+                    g(dl, n) = gn * a;  // h_{t-1} reaches h_t through a
+                  },
+                  acc);
+              T const dd = acc.first * sigmoid(xb);  // softplus' = sigmoid
+              Kokkos::single(Kokkos::PerThread(team), [&]() {
+                du(b, t, d) = acc.second + skip * dyt;
+                ddelta(b, t, d) = dd;
+                xs(k, dl, 3) = dt * ut;  // for dB below
+                bd(dl, 0) += dd;
+                bd(dl, 1) += dyt * ut;
+              });
+            }
+          });
+          team.team_barrier();
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, len * N), [&](int i) {
+            int const k = i / N;
+            int const n = i % N;
+            T db = T(0);
+            T dc = T(0);
+            for (int dl = 0; dl < nd; ++dl) {
+              db += gg(k, dl, n) * xs(k, dl, 3);
+              dc += xs(k, dl, 2) * hh(k, dl, n);
+            }
+            dBp(blk, b, cs + k, n) = db;
+            dCp(blk, b, cs + k, n) = dc;
+          });
+        }
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nd), [&](int dl) {
+          int const d = d0 + dl;
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N),
+                               [&](int n) { part_dA(b, d, n) = dAl(dl, n); });
+          Kokkos::single(Kokkos::PerThread(team), [&]() {
+            part_bd(b, d, 0) = bd(dl, 0);
+            part_bd(b, d, 1) = bd(dl, 1);
           });
         });
       });
