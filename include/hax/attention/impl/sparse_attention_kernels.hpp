@@ -209,8 +209,13 @@ void forward(Space const& space, P const& pattern, Q const& q, K const& k, V con
       });
 }
 
-/// Backward: per query row, recompute p = exp(scale q·k - lse) for its candidates; dq is the
-/// row's own (written), dk and dv are scattered to the candidate keys with atomics (zeroed first).
+/// Candidates the atomic backward takes per step: as in the forward, their rows are loaded
+/// together and their logits and dp = dout·v reduced across the lanes in one pass each.
+inline constexpr int kBackwardKeysPerStep = 4;
+
+/// Backward: per query row, recompute p = exp(scale q·k - lse) for its candidates, in chunks of
+/// kBackwardKeysPerStep; dq is the row's own (written), dk and dv are scattered to the candidate
+/// keys with atomics (zeroed first).
 template <class Space, class P, class Q, class K, class V, class Mask, class O, class LSE,
           class DO, class DQ, class DK, class DV>
 void backward_atomic(Space const& space, P const& pattern, Q const& q, K const& k, V const& v,
@@ -241,24 +246,67 @@ void backward_atomic(Space const& space, P const& pattern, Q const& q, K const& 
               Kokkos::ThreadVectorRange(team, Dv), [&](int d, T& acc) { acc += dout(b, i, d) * o(b, i, d); }, Di);
           T const row_lse = lse(b, i);
           int count = 0;
-          for (int j = 0; j < kmax; ++j) {
-            int const kk = pattern.key(b, i, j);
-            if (kk < 0 || (causal && !valid(b, kk))) { continue; }
-            ++count;
-            T s = T(0);
+          constexpr int kChunk = kBackwardKeysPerStep;
+          for (int j0 = 0; j0 < kmax; j0 += kChunk) {
+            int kk[kChunk];  // the chunk's usable keys, -1 where none
+            bool any = false;
+            HAX_UNROLL
+            for (int u = 0; u < kChunk; ++u) {
+              int key = j0 + u < kmax ? pattern.key(b, i, j0 + u) : -1;
+              if (key >= 0 && causal && !valid(b, key)) { key = -1; }
+              kk[u] = key;
+              any = any || key >= 0;
+              count += key >= 0 ? 1 : 0;
+            }
+            if (!any) { continue; }
+            Kokkos::Array<T, kChunk> s;
             Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, N), [&](int n, T& acc) { acc += q(b, i, n) * k(b, kk, n); }, s);
-            T const p = Kokkos::exp(s * scale - row_lse);
-            T dp = T(0);
+                Kokkos::ThreadVectorRange(team, N),
+                [&](int n, Kokkos::Array<T, kChunk>& acc) {
+                  T const qn = q(b, i, n);
+                  HAX_UNROLL
+                  for (int u = 0; u < kChunk; ++u) {
+                    if (kk[u] >= 0) { acc[u] += qn * k(b, kk[u], n); }
+                  }
+                },
+                SumArray<T, kChunk>(s));
+            Kokkos::Array<T, kChunk> dp;
             Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, Dv), [&](int d, T& acc) { acc += dout(b, i, d) * v(b, kk, d); }, dp);
-            T const ds = p * (dp - Di) * scale;
+                Kokkos::ThreadVectorRange(team, Dv),
+                [&](int d, Kokkos::Array<T, kChunk>& acc) {
+                  T const dod = dout(b, i, d);
+                  HAX_UNROLL
+                  for (int u = 0; u < kChunk; ++u) {
+                    if (kk[u] >= 0) { acc[u] += dod * v(b, kk[u], d); }
+                  }
+                },
+                SumArray<T, kChunk>(dp));
+            T p[kChunk];
+            T ds[kChunk];
+            HAX_UNROLL
+            for (int u = 0; u < kChunk; ++u) {
+              p[u] = kk[u] >= 0 ? Kokkos::exp(s[u] * scale - row_lse) : T(0);
+              ds[u] = p[u] * (dp[u] - Di) * scale;
+            }
             Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) {
-              dq(b, i, n) += ds * k(b, kk, n);
-              Kokkos::atomic_add(&dk(b, kk, n), ds * q(b, i, n));
+              T const qn = q(b, i, n);
+              T acc = dq(b, i, n);
+              HAX_UNROLL
+              for (int u = 0; u < kChunk; ++u) {
+                if (kk[u] >= 0) {
+                  acc += ds[u] * k(b, kk[u], n);
+                  Kokkos::atomic_add(&dk(b, kk[u], n), ds[u] * qn);
+                }
+              }
+              dq(b, i, n) = acc;
             });
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv),
-                                 [&](int d) { Kokkos::atomic_add(&dv(b, kk, d), p * dout(b, i, d)); });
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, Dv), [&](int d) {
+              T const dod = dout(b, i, d);
+              HAX_UNROLL
+              for (int u = 0; u < kChunk; ++u) {
+                if (kk[u] >= 0) { Kokkos::atomic_add(&dv(b, kk[u], d), p[u] * dod); }
+              }
+            });
           }
           if (count == 0 && !causal) {
             // Reference semantics, empty row: o = mean of v over all L; no gradient to q or k.
