@@ -71,10 +71,14 @@ void set_counters(benchmark::State& state, double tokens, double flop, double by
   state.counters["bytes/s"] = Counter(bytes, Counter::kIsIterationInvariantRate);
 }
 
-/// Selective scan, B, L, D, N, chunk; backward too when `with_backward`.
+/// Which forward schedule the selective-scan case runs.
+enum class ScanSchedule { automatic, one_pass, chunk_parallel };
+
+/// Selective scan, B, L, D, N, chunk; backward too when `with_backward`; the forward schedule the
+/// public forward picks (automatic) or a forced one.
 template <class Space>
 void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chunk,
-                    bool with_backward) {
+                    bool with_backward, ScanSchedule schedule) {
   Space space;
   using Mem = typename Space::memory_space;
   view<Space, T***> u("u", B, L, D), delta("delta", B, L, D), y("y", B, L, D);  // (B, L, D)
@@ -96,8 +100,18 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
       view<Space, T*>("ddelta_bias", D), view<Space, T**>("dA", D, N),
       view<Space, T***>("dB", B, L, N),  view<Space, T***>("dC", B, L, N),
       view<Space, T*>("dD", D)};
+  auto forward = [&] {
+    if (schedule == ScanSchedule::automatic) {
+      return hax::ssm::selective_scan_forward(space, in, y, {chunk});
+    }
+    hax::ssm::SelectiveScanSaved<T, Mem> saved{
+        view<Space, T****>("chunk_states", B, D, (L + chunk - 1) / chunk, N), chunk};
+    hax::ssm::impl::selective_scan_forward_run(space, in, y, saved,
+                                               schedule == ScanSchedule::chunk_parallel);
+    return saved;
+  };
   auto run = [&] {
-    auto const saved = hax::ssm::selective_scan_forward(space, in, y, {chunk});
+    auto const saved = forward();
     if (with_backward) {
       hax::ssm::selective_scan_backward(space, in, saved, dy, g);
     }
@@ -212,7 +226,14 @@ void register_all() {
     std::string const kind = bwd ? "fwd_bwd" : "fwd";
     for (int chunk : {32, 64}) {  // 32: the Mamba mixer's default
       reg("selective_scan_" + kind + "/B64/L1057/D128/N16/chunk" + std::to_string(chunk),
-          selective_scan<Space>, 64, 1057, 128, 16, chunk, bwd)
+          selective_scan<Space>, 64, 1057, 128, 16, chunk, bwd, ScanSchedule::automatic)
+          ->Iterations(1);
+    }
+    // Both forward schedules forced (the public forward picks by the device's size).
+    for (auto [name, sched] : {std::pair{"onepass", ScanSchedule::one_pass},
+                               std::pair{"chunkpar", ScanSchedule::chunk_parallel}}) {
+      reg("selective_scan_" + kind + "_" + name + "/B64/L1057/D128/N16/chunk32",
+          selective_scan<Space>, 64, 1057, 128, 16, 32, bwd, sched)
           ->Iterations(1);
     }
     for (int q : {32, 64, 128, 256}) {
@@ -226,7 +247,7 @@ void register_all() {
     int const B = 65536 / L;
     std::string const shape = "/B" + std::to_string(B) + "/L" + std::to_string(L);
     reg("selective_scan_fwd_bwd" + shape + "/D128/N16/chunk64", selective_scan<Space>, B, L, 128,
-        16, 64, true)
+        16, 64, true, ScanSchedule::automatic)
         ->Iterations(1);
     reg("ssd_fwd_bwd" + shape + "/H8/P16/N32/Q64", ssd<Space>, B, L, 8, 16, 32, 64, true)
         ->Iterations(1);
