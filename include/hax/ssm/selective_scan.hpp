@@ -11,10 +11,11 @@
 /// A is taken as is (the caller computes A = -exp(A_log) and chains dA into dA_log).
 /// Parallelisation (impl/scan_kernels.hpp): teams of channels d, one thread per channel, the state
 /// size N on the vector lanes with the states in team scratch; the forward is chunk-parallel over
-/// L when B·D·N alone would not fill the device. The backward is one kernel that walks the chunks
-/// in reverse with each chunk's states and adjoints in team scratch; the reductions over d (dB,
-/// dC) go through per-channel-block partial sums, those over (b, t) (dA, ddelta_bias, dD) through
-/// per-(b, d) partial sums, each summed in a fixed order by a final kernel. No atomics.
+/// L when B·D·N alone would fill less than a quarter of the device. The backward is one kernel
+/// that walks the chunks in reverse with each chunk's states and adjoints in team scratch; the
+/// reductions over d (dB, dC) go through per-channel-block partial sums, those over (b, t) (dA,
+/// ddelta_bias, dD) through per-(b, d) partial sums, each summed in a fixed order by a final
+/// kernel. No atomics.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -94,7 +95,7 @@ void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in,
 /// Forward into `saved` (allocated by the caller): in one pass over L per (b, channel block), or
 /// chunk-parallel (every chunk from zero, the pass over chunk carries, every chunk again from its
 /// start state) when `chunk_parallel`. The public forward picks chunk-parallel when B·D·N lanes
-/// would not fill the device twice; tests run both.
+/// would fill less than a quarter of the device; tests run both.
 template <class Space, class T, class Mem>
 void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> const& in,
                                 Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
@@ -143,9 +144,11 @@ selective_scan_forward(Space const& space, SelectiveScanInputs<T, Mem> const& in
       checkpoint.chunk};
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
-  // Chunk-parallel only where B·D·N lanes leave the device idle: it scans every step twice.
+  // Chunk-parallel only where B·D·N lanes leave most of the device idle: it scans every step
+  // twice. Measured on an H100 (docs/perf_ssm.md): at B·D·N = 131 072 (half its concurrency) the
+  // one pass takes 2.1 ms and chunk-parallel 3.7 ms (B = 64, L = 1057, D = 128, N = 16).
   bool const chunk_parallel = n_chunks > 1 && std::size_t(B) * std::size_t(D) * std::size_t(N) <
-                                                  2 * static_cast<std::size_t>(space.concurrency());
+                                                  static_cast<std::size_t>(space.concurrency()) / 4;
   impl::selective_scan_forward_run(space, in, y, saved, chunk_parallel);
   return saved;
 }

@@ -5,13 +5,14 @@
 /// channels d, one thread per channel and the state size N on the vector lanes: the state h[d, n]
 /// of a channel lives in team scratch (one entry per lane), the exps and state updates run on the
 /// lanes and y_t[d] = Σ_n C_t[n] h_t[d, n] is a vector-lane reduction. Loads of B_t and C_t are
-/// contiguous over the lanes; u, delta, dy are one broadcast load per thread and step.
+/// contiguous over the lanes; u, delta (and dy) are staged in team scratch a block of steps at a
+/// time.
 ///
 /// The forward runs either in one pass over L per (b, channel block) (enough parallelism when
-/// B·D·N fills the device) or chunk-parallel: every checkpoint chunk scanned from a zero state in
-/// parallel (its own end state and Σ dt), a short pass over the chunks per (b, d, n) that turns
-/// them into the chunk-start states (exp(A Σ dt) is the chunk's decay), then every chunk rescanned
-/// from its start state to write y. Both give the same result to rounding.
+/// B·D·N fills a quarter of the device) or chunk-parallel: every checkpoint chunk scanned from a
+/// zero state in parallel (its own end state and Σ dt), a short pass over the chunks per
+/// (b, d, n) that turns them into the chunk-start states (exp(A Σ dt) is the chunk's decay), then
+/// every chunk rescanned from its start state to write y. Both give the same result to rounding.
 #pragma once
 
 #include <Kokkos_Core.hpp>
