@@ -231,10 +231,15 @@ void scan_chunk_pass(Space const& space, In const& in,
         int const b = i / (N * D);
         T const an = A(d, n);
         T carry = T(0);
+        T own = states(b, d, 0, n);
         for (int c = 0; c < n_chunks; ++c) {
-          T const own = states(b, d, c, n);
+          // Load the next chunk's entry before storing this one: a load issued after a store to
+          // the same cache line waits for that store (the same fix as the SSD tile passes).
+          T const next = c + 1 < n_chunks ? states(b, d, c + 1, n) : T(0);
+          T const decay = Kokkos::exp(an * sum_dt(b, d, c));
           states(b, d, c, n) = carry;
-          carry = Kokkos::exp(an * sum_dt(b, d, c)) * carry + own;
+          carry = decay * carry + own;
+          own = next;
         }
       });
 }
