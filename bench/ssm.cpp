@@ -71,8 +71,15 @@ void set_counters(benchmark::State& state, double tokens, double flop, double by
   state.counters["bytes/s"] = Counter(bytes, Counter::kIsIterationInvariantRate);
 }
 
-/// Which forward schedule the selective-scan case runs.
-enum class ScanSchedule { automatic, one_pass, chunk_parallel };
+/// Which forward schedule the selective-scan case runs (the register layout: the states of a
+/// channel in registers instead of on the lanes).
+enum class ScanSchedule {
+  automatic,
+  one_pass,
+  chunk_parallel,
+  registers_one_pass,
+  registers_chunk_parallel
+};
 
 /// Selective scan, B, L, D, N, chunk; backward too when `with_backward`; the forward schedule the
 /// public forward picks (automatic) or a forced one.
@@ -106,8 +113,13 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
     }
     hax::ssm::SelectiveScanSaved<T, Mem> saved{
         view<Space, T****>("chunk_states", B, D, (L + chunk - 1) / chunk, N), chunk};
-    hax::ssm::impl::selective_scan_forward_run(space, in, y, saved,
-                                               schedule == ScanSchedule::chunk_parallel);
+    bool const chunk_parallel = schedule == ScanSchedule::chunk_parallel ||
+                                schedule == ScanSchedule::registers_chunk_parallel;
+    bool const registers = schedule == ScanSchedule::registers_one_pass ||
+                           schedule == ScanSchedule::registers_chunk_parallel;
+    hax::ssm::impl::selective_scan_forward_run(
+        space, in, y, saved, chunk_parallel,
+        registers ? hax::ssm::impl::ScanLayout::registers : hax::ssm::impl::ScanLayout::lanes);
     return saved;
   };
   auto run = [&] {
@@ -231,7 +243,10 @@ void register_all() {
     }
     // Both forward schedules forced (the public forward picks by the device's size).
     for (auto [name, sched] : {std::pair{"onepass", ScanSchedule::one_pass},
-                               std::pair{"chunkpar", ScanSchedule::chunk_parallel}}) {
+                               std::pair{"chunkpar", ScanSchedule::chunk_parallel},
+                               std::pair{"registers_onepass", ScanSchedule::registers_one_pass},
+                               std::pair{"registers_chunkpar",
+                                         ScanSchedule::registers_chunk_parallel}}) {
       reg("selective_scan_" + kind + "_" + name + "/B64/L1057/D128/N16/chunk32",
           selective_scan<Space>, 64, 1057, 128, 16, 32, bwd, sched)
           ->Iterations(1);

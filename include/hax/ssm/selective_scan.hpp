@@ -94,28 +94,39 @@ void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in,
 
 /// Forward into `saved` (allocated by the caller): in one pass over L per (b, channel block), or
 /// chunk-parallel (every chunk from zero, the pass over chunk carries, every chunk again from its
-/// start state) when `chunk_parallel`. The public forward picks chunk-parallel when B·D·N lanes
-/// would fill less than a quarter of the device; tests run both.
+/// start state) when `chunk_parallel`, with the states on the lanes of team scratch or in
+/// registers (`layout`). The public forward picks chunk-parallel when B·D·N lanes would fill less
+/// than a quarter of the device, and the lanes layout; tests run every combination.
 template <class Space, class T, class Mem>
 void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> const& in,
                                 Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
-                                SelectiveScanSaved<T, Mem> const& saved, bool chunk_parallel) {
+                                SelectiveScanSaved<T, Mem> const& saved, bool chunk_parallel,
+                                impl::ScanLayout layout = impl::ScanLayout::lanes) {
   int const B = in.u.extent_int(0), L = in.u.extent_int(1), D = in.u.extent_int(2);
   int const chunk = saved.chunk;
   if (B == 0 || L == 0 || D == 0) {
     return;
   }
   using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
+  auto segments = [&](view3 const& sum_dt, ScanSegments mode) {
+    if (layout == ScanLayout::lanes) {
+      scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, mode);
+      return;
+    }
+    dispatch_capacity(in.A.extent_int(1), "hax::ssm::selective_scan_forward", [&]<int kCap>() {
+      scan_forward_registers<kCap>(space, in, y, saved.chunk_states, sum_dt, chunk, mode);
+    });
+  };
   if (!chunk_parallel) {
-    scan_forward_segments(space, in, y, saved.chunk_states, view3(), chunk, ScanSegments::whole);
+    segments(view3(), ScanSegments::whole);
     return;
   }
   // (B, D, n_chunks) Σ dt per chunk
   auto const sum_dt =
       uninitialized_view<view3>(space, "hax::ssm::scan_sum_dt", B, D, ceil_div(L, chunk));
-  scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, ScanSegments::chunk_local);
+  segments(sum_dt, ScanSegments::chunk_local);
   scan_chunk_pass(space, in, saved.chunk_states, sum_dt);
-  scan_forward_segments(space, in, y, saved.chunk_states, sum_dt, chunk, ScanSegments::chunk_final);
+  segments(sum_dt, ScanSegments::chunk_final);
 }
 
 }  // namespace impl

@@ -332,10 +332,11 @@ TEST_CASE("selective scan: any small dimension works (forward and backward vs re
   hax::test::check_close(hax::test::to_vector(g.dC), gref.dC, 1e-10, 1e-12, "dC");
 }
 
-TEMPLATE_TEST_CASE("selective scan: one-pass and chunk-parallel forwards at awkward sizes",
+TEMPLATE_TEST_CASE("selective scan: every forward schedule and layout at awkward sizes",
                    "[ssm][selective_scan]", float, double) {
-  // Both forward schedules (the public forward picks one by the device's size) give the same y
-  // and chunk-start states as the reference, and the backward from either matches it: N and D not
+  // Both forward schedules (the public forward picks one by the device's size), with the states
+  // on the lanes or in registers, give the same y and chunk-start states as the reference, and
+  // the backward from each matches it: N and D not
   // powers of two nor multiples of a channel block, L not a multiple of the chunk, chunk > L, D
   // = 1.
   using T = TestType;
@@ -346,7 +347,9 @@ TEMPLATE_TEST_CASE("selective scan: one-pass and chunk-parallel forwards at awkw
   auto const dims = GENERATE(Dims{2, 37, 19, 5, 8}, Dims{1, 64, 33, 17, 64}, Dims{3, 29, 1, 3, 7},
                              Dims{1, 23, 18, 40, 100}, Dims{2, 50, 5, 1, 1});
   auto const chunk_parallel = GENERATE(false, true);
-  CAPTURE(dims.B, dims.L, dims.D, dims.N, dims.chunk, chunk_parallel);
+  auto const layout =
+      GENERATE(hax::ssm::impl::ScanLayout::lanes, hax::ssm::impl::ScanLayout::registers);
+  CAPTURE(dims.B, dims.L, dims.D, dims.N, dims.chunk, chunk_parallel, static_cast<int>(layout));
   auto const p = random_problem<T>(dims.B, dims.L, dims.D, dims.N, 400 + dims.L);
   auto const dyh = hax::test::random_vector(dims.B * dims.L * dims.D, 401);
   test_space space;
@@ -357,7 +360,7 @@ TEMPLATE_TEST_CASE("selective scan: one-pass and chunk-parallel forwards at awkw
   hax::ssm::SelectiveScanSaved<T, Mem> saved{
       Kokkos::View<T****, Kokkos::LayoutRight, Mem>("states", dims.B, dims.D, n_chunks, dims.N),
       dims.chunk};
-  hax::ssm::impl::selective_scan_forward_run(space, dev.inputs(), y, saved, chunk_parallel);
+  hax::ssm::impl::selective_scan_forward_run(space, dev.inputs(), y, saved, chunk_parallel, layout);
   hax::ssm::SelectiveScanGrads<T, Mem> g{view3<T>("du", dims.B, dims.L, dims.D),
                                          view3<T>("ddelta", dims.B, dims.L, dims.D),
                                          view1<T>("db", dims.D),

@@ -213,6 +213,85 @@ void scan_forward_segments(Space const& space, In const& in,
       });
 }
 
+/// Where the forward keeps a channel's N states (hax::ssm::impl::selective_scan_forward_run).
+enum class ScanLayout {
+  lanes,      ///< scan_forward_segments: a thread per channel, N on the vector lanes, team scratch
+  registers,  ///< scan_forward_registers: a thread per channel, its N states in registers
+};
+
+/// Forward scan over segments with a thread per (b, segment, channel) that holds the channel's N
+/// states (and its row of A) in registers: no lane reduction, and softplus once per step instead
+/// of once per lane. Consecutive threads take consecutive channels, so the loads of u and delta
+/// and the stores of y are coalesced and B_t, C_t are one broadcast per warp. kCap >= N is the
+/// compile-time register capacity (impl::dispatch_capacity). Same modes and outputs as
+/// scan_forward_segments.
+template <int kCap, class Space, class In, class T, class Mem>
+void scan_forward_registers(Space const& space, In const& in,
+                            Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
+                            Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
+                            Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& sum_dt, int chunk,
+                            ScanSegments mode) {
+  auto const u = in.u;
+  auto const delta = in.delta;
+  auto const delta_bias = in.delta_bias;
+  auto const A = in.A;
+  auto const Bm = in.Bm;
+  auto const Cm = in.Cm;
+  auto const Dskip = in.Dskip;
+  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
+  int const n_chunks = ceil_div(L, chunk);
+  int const n_seg = mode == ScanSegments::whole ? 1 : n_chunks;
+  bool const whole = mode == ScanSegments::whole;
+  bool const local = mode == ScanSegments::chunk_local;
+  Kokkos::parallel_for(
+      local ? "hax::ssm::selective_scan_forward_chunks" : "hax::ssm::selective_scan_forward",
+      Kokkos::RangePolicy<Space>(space, 0, B * n_seg * D), KOKKOS_LAMBDA(int i) {
+        int const d = i % D;
+        int const seg = (i / D) % n_seg;
+        int const b = i / (D * n_seg);
+        int const ts = whole ? 0 : seg * chunk;
+        int const te = whole ? L : Kokkos::min(ts + chunk, L);
+        T h[kCap];
+        T a[kCap];
+        HAX_UNROLL
+        for (int n = 0; n < kCap; ++n) {
+          a[n] = n < N ? A(d, n) : T(0);
+          h[n] = n < N && mode == ScanSegments::chunk_final ? states(b, d, seg, n) : T(0);
+        }
+        T const bias = delta_bias(d);
+        T const skip = Dskip(d);
+        T total = T(0);
+        for (int t = ts; t < te; ++t) {
+          if (whole && t % chunk == 0) {  // checkpoint: the state before this chunk
+            HAX_UNROLL
+            for (int n = 0; n < kCap; ++n) {
+              if (n < N) { states(b, d, t / chunk, n) = h[n]; }
+            }
+          }
+          T const dt = softplus(delta(b, t, d) + bias);
+          T const ut = u(b, t, d);
+          T const dtu = dt * ut;
+          total += dt;
+          T acc = T(0);
+          HAX_UNROLL
+          for (int n = 0; n < kCap; ++n) {
+            if (n < N) {
+              h[n] = Kokkos::exp(dt * a[n]) * h[n] + dtu * Bm(b, t, n);
+              acc += Cm(b, t, n) * h[n];
+            }
+          }
+          if (!local) { y(b, t, d) = acc + skip * ut; }
+        }
+        if (local) {
+          HAX_UNROLL
+          for (int n = 0; n < kCap; ++n) {
+            if (n < N) { states(b, d, seg, n) = h[n]; }
+          }
+          sum_dt(b, d, seg) = total;
+        }
+      });
+}
+
 /// The recurrence over chunks, in place, one thread per (b, d, n): on entry states(c) is chunk
 /// c's own end state from zero, on exit the state at its start,
 /// S_start(c + 1) = exp(A Σ_{t in c} dt_t) S_start(c) + own(c).
