@@ -109,6 +109,42 @@ struct SumArray {
   KOKKOS_INLINE_FUNCTION result_view_type view() const { return result_view_type(&value, 1); }
 };
 
+/// Candidates j0 .. j0 + kN - 1 of query row (b, i): kk[u] is the key, or -1 where the list has
+/// none or (causal) the key is padding. Returns how many are usable.
+template <int kN, class P, class Mask>
+KOKKOS_INLINE_FUNCTION int gather_key_chunk(P const& pattern, Mask const& valid, bool causal,
+                                            int b, int i, int j0, int kmax, int (&kk)[kN]) {
+  int usable = 0;
+  HAX_UNROLL
+  for (int u = 0; u < kN; ++u) {
+    int key = j0 + u < kmax ? pattern.key(b, i, j0 + u) : -1;
+    if (key >= 0 && causal && !valid(b, key)) { key = -1; }
+    kk[u] = key;
+    usable += key >= 0 ? 1 : 0;
+  }
+  return usable;
+}
+
+/// The kN dot products q(b, i, :)·k(b, kk[u], :) (0 where kk[u] < 0), reduced across the vector
+/// lanes in one pass.
+template <int kN, class T, class Member, class Q, class K>
+KOKKOS_INLINE_FUNCTION Kokkos::Array<T, kN> chunk_logits(Member const& team, Q const& q, K const& k,
+                                                         int b, int i, int N,
+                                                         int const (&kk)[kN]) {
+  Kokkos::Array<T, kN> s;
+  Kokkos::parallel_reduce(
+      Kokkos::ThreadVectorRange(team, N),
+      [&](int n, Kokkos::Array<T, kN>& acc) {
+        T const qn = q(b, i, n);
+        HAX_UNROLL
+        for (int u = 0; u < kN; ++u) {
+          if (kk[u] >= 0) { acc[u] += qn * k(b, kk[u], n); }
+        }
+      },
+      SumArray<T, kN>(s));
+  return s;
+}
+
 /// Candidates the forward takes per step of its loop: their k and v rows are loaded together
 /// (memory-level parallelism), and the online softmax and the output rescale once per chunk.
 inline constexpr int kForwardKeysPerStep = 4;
@@ -146,26 +182,8 @@ void forward(Space const& space, P const& pattern, Q const& q, K const& k, V con
           constexpr int kChunk = kForwardKeysPerStep;
           for (int j0 = 0; j0 < kmax; j0 += kChunk) {
             int kk[kChunk];  // the chunk's usable keys, -1 where none
-            bool any = false;
-            HAX_UNROLL
-            for (int u = 0; u < kChunk; ++u) {
-              int key = j0 + u < kmax ? pattern.key(b, i, j0 + u) : -1;
-              if (key >= 0 && causal && !valid(b, key)) { key = -1; }
-              kk[u] = key;
-              any = any || key >= 0;
-            }
-            if (!any) { continue; }
-            Kokkos::Array<T, kChunk> s;
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, N),
-                [&](int n, Kokkos::Array<T, kChunk>& acc) {
-                  T const qn = q(b, i, n);
-                  HAX_UNROLL
-                  for (int u = 0; u < kChunk; ++u) {
-                    if (kk[u] >= 0) { acc[u] += qn * k(b, kk[u], n); }
-                  }
-                },
-                SumArray<T, kChunk>(s));
+            if (gather_key_chunk(pattern, valid, causal, b, i, j0, kmax, kk) == 0) { continue; }
+            auto const s = chunk_logits<kChunk, T>(team, q, k, b, i, N, kk);
             // Rescale the accumulator once per chunk, by how much the max grew; each key gets
             // weight exp(s - m_new).
             T m_new = m;
@@ -249,27 +267,10 @@ void backward_atomic(Space const& space, P const& pattern, Q const& q, K const& 
           constexpr int kChunk = kBackwardKeysPerStep;
           for (int j0 = 0; j0 < kmax; j0 += kChunk) {
             int kk[kChunk];  // the chunk's usable keys, -1 where none
-            bool any = false;
-            HAX_UNROLL
-            for (int u = 0; u < kChunk; ++u) {
-              int key = j0 + u < kmax ? pattern.key(b, i, j0 + u) : -1;
-              if (key >= 0 && causal && !valid(b, key)) { key = -1; }
-              kk[u] = key;
-              any = any || key >= 0;
-              count += key >= 0 ? 1 : 0;
-            }
-            if (!any) { continue; }
-            Kokkos::Array<T, kChunk> s;
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, N),
-                [&](int n, Kokkos::Array<T, kChunk>& acc) {
-                  T const qn = q(b, i, n);
-                  HAX_UNROLL
-                  for (int u = 0; u < kChunk; ++u) {
-                    if (kk[u] >= 0) { acc[u] += qn * k(b, kk[u], n); }
-                  }
-                },
-                SumArray<T, kChunk>(s));
+            int const usable = gather_key_chunk(pattern, valid, causal, b, i, j0, kmax, kk);
+            if (usable == 0) { continue; }
+            count += usable;
+            auto const s = chunk_logits<kChunk, T>(team, q, k, b, i, N, kk);
             Kokkos::Array<T, kChunk> dp;
             Kokkos::parallel_reduce(
                 Kokkos::ThreadVectorRange(team, Dv),
