@@ -81,8 +81,9 @@ enum class ScanSchedule {
   registers_chunk_parallel
 };
 
-/// Selective scan, B, L, D, N, chunk; backward too when `with_backward`; the forward schedule the
-/// public forward picks (automatic) or a forced one.
+/// Selective scan, B, L, D, N, chunk; backward too when `with_backward`; the schedules the public
+/// forward and backward pick (automatic) or a forced forward schedule with the backward in its
+/// layout (lanes or registers).
 template <class Space>
 void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chunk,
                     bool with_backward, ScanSchedule schedule) {
@@ -107,6 +108,8 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
       view<Space, T*>("ddelta_bias", D), view<Space, T**>("dA", D, N),
       view<Space, T***>("dB", B, L, N),  view<Space, T***>("dC", B, L, N),
       view<Space, T*>("dD", D)};
+  bool const registers = schedule == ScanSchedule::registers_one_pass ||
+                         schedule == ScanSchedule::registers_chunk_parallel;
   auto forward = [&] {
     if (schedule == ScanSchedule::automatic) {
       return hax::ssm::selective_scan_forward(space, in, y, {chunk});
@@ -115,8 +118,6 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
         view<Space, T****>("chunk_states", B, D, (L + chunk - 1) / chunk, N), chunk};
     bool const chunk_parallel = schedule == ScanSchedule::chunk_parallel ||
                                 schedule == ScanSchedule::registers_chunk_parallel;
-    bool const registers = schedule == ScanSchedule::registers_one_pass ||
-                           schedule == ScanSchedule::registers_chunk_parallel;
     hax::ssm::impl::selective_scan_forward_run(
         space, in, y, saved, chunk_parallel,
         registers ? hax::ssm::impl::ScanLayout::registers : hax::ssm::impl::ScanLayout::lanes);
@@ -124,8 +125,12 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
   };
   auto run = [&] {
     auto const saved = forward();
-    if (with_backward) {
+    if (with_backward && schedule == ScanSchedule::automatic) {
       hax::ssm::selective_scan_backward(space, in, saved, dy, g);
+    } else if (with_backward) {  // the backward in the forced forward's layout
+      hax::ssm::impl::selective_scan_backward_run(
+          space, in, saved, dy, g,
+          registers ? hax::ssm::impl::ScanLayout::registers : hax::ssm::impl::ScanLayout::lanes);
     }
     space.fence();
   };

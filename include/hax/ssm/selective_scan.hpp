@@ -9,13 +9,14 @@
 ///   y_t[d] = Σ_n C_t[n] h_t[d, n] + Dskip[d] · u_t[d]
 ///
 /// A is taken as is (the caller computes A = -exp(A_log) and chains dA into dA_log).
-/// Parallelisation (impl/scan_kernels.hpp): teams of channels d, one thread per channel, the state
-/// size N on the vector lanes with the states in team scratch; the forward is chunk-parallel over
-/// L when B·D·N alone would fill less than a quarter of the device. The backward is one kernel
-/// that walks the chunks in reverse with each chunk's states and adjoints in team scratch; the
-/// reductions over d (dB, dC) go through per-channel-block partial sums, those over (b, t) (dA,
-/// ddelta_bias, dD) through per-(b, d) partial sums, each summed in a fixed order by a final
-/// kernel. No atomics.
+/// Parallelisation: a thread per channel, with the state size N on the vector lanes of team
+/// scratch (impl/scan_kernels.hpp) or in the thread's registers (impl/scan_registers.hpp). The
+/// forward is chunk-parallel over L when B·D·N alone would fill less than a quarter of the device.
+/// The backward recomputes every chunk's states from its checkpoint; with the register layout it is
+/// chunk-parallel (the adjoint carried into every chunk by a pass over the chunks, as the forward
+/// carries states). The reductions over d (dB, dC) go through per-channel-group partial sums,
+/// those over (b, t) (dA, ddelta_bias, dD) through per-row partial sums, each summed in a fixed
+/// order by a final kernel. No atomics.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -26,6 +27,7 @@
 #include <hax/core/views.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/impl/scan_kernels.hpp>
+#include <hax/ssm/impl/scan_registers.hpp>
 #include <hax/ssm/policy.hpp>
 #include <type_traits>
 
@@ -129,6 +131,111 @@ void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> 
   segments(sum_dt, ScanSegments::chunk_final);
 }
 
+/// The layout the public backward runs on Space for state size N: registers where the warp
+/// shuffles exist and N fits the smallest register capacity (the Mamba default N = 16), else
+/// lanes.
+template <class Space>
+ScanLayout selective_scan_backward_layout(int N) {
+  return scan_registers_backward_supported<Space> && N <= 16 ? ScanLayout::registers
+                                                             : ScanLayout::lanes;
+}
+
+/// Backward with the states on the lanes of team scratch (scan_backward_fused) or in registers
+/// (the three passes of scan_registers.hpp), then the fixed-order sums of the partials: dB, dC
+/// over channel groups, the parameter gradients over rows (b for lanes, (b, chunk) for
+/// registers). Shapes are checked by the caller (hax::ssm::selective_scan_backward).
+template <class Space, class T, class Mem>
+void selective_scan_backward_run(Space const& space, SelectiveScanInputs<T, Mem> const& in,
+                                 SelectiveScanSaved<T, Mem> const& saved,
+                                 const_view<T const***, Mem> const& dy,
+                                 SelectiveScanGrads<T, Mem> const& grads, ScanLayout layout) {
+  int const B = in.u.extent_int(0), L = in.u.extent_int(1), D = in.u.extent_int(2);
+  int const N = in.A.extent_int(1);
+  int const chunk = saved.chunk;
+  int const n_chunks = ceil_div(L, chunk);
+  auto const& st = saved.chunk_states;
+  if (B == 0 || L == 0 || D == 0) {
+    return;
+  }
+  using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
+  using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
+  int n_blocks = 0;  // channel blocks of the dB, dC partials
+  int rows = 0;      // rows of the parameter partials
+  view4 dBp, dCp;    // (n_blocks, B, L, N), summed in block order below
+  view3 part_dA;     // (rows, D, N), summed in row order in the last kernel
+  view3 part_bd;     // (rows, D, 2): Σ ddelta and Σ dy u
+  auto partials = [&](int blocks, int r) {
+    n_blocks = blocks;
+    rows = r;
+    dBp = uninitialized_view<view4>(space, "hax::ssm::scan_part_dB", n_blocks, B, L, N);
+    dCp = uninitialized_view<view4>(space, "hax::ssm::scan_part_dC", n_blocks, B, L, N);
+    part_dA = uninitialized_view<view3>(space, "hax::ssm::scan_part_dA", rows, D, N);
+    part_bd = uninitialized_view<view3>(space, "hax::ssm::scan_part_bd", rows, D, 2);
+  };
+  if (layout == ScanLayout::lanes) {
+    auto const shape = scan_backward_shape<Space>(N);
+    partials(ceil_div(D, shape.channels), B);
+    scan_backward_fused(space, in, dy, grads, st, dBp, dCp, part_dA, part_bd, chunk, shape);
+  } else {
+    if constexpr (scan_registers_backward_supported<Space>) {
+      partials(ceil_div(D, kScanGroupChannels), B * n_chunks);
+      // The adjoint carried into every chunk (B, D, n_chunks, N), and every chunk's Σ dt.
+      auto const adj = uninitialized_view<view4>(space, "hax::ssm::scan_adjoint_carry", B, D,
+                                                 n_chunks, N);
+      auto const sum_dt =
+          uninitialized_view<view3>(space, "hax::ssm::scan_sum_dt", B, D, n_chunks);
+      dispatch_capacity(N, "hax::ssm::selective_scan_backward", [&]<int kCap>() {
+        scan_backward_chunk_adjoints<kCap>(space, in, dy, adj, sum_dt, chunk);
+        scan_chunk_pass(space, in, adj, sum_dt, ChunkDirection::backward);
+        scan_backward_registers<kCap>(space, in, dy, grads, st, adj, dBp, dCp, part_dA, part_bd,
+                                      chunk);
+      });
+    } else {
+      core::require(false, "hax::ssm::selective_scan_backward",
+                    "the register layout needs a host space or CUDA");
+    }
+  }
+  auto const dB = grads.dB;
+  auto const dC = grads.dC;
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_backward_bc",
+      Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, L, N}),
+      KOKKOS_LAMBDA(int b, int t, int n) {
+        T db = T(0);
+        T dc = T(0);
+        for (int blk = 0; blk < n_blocks; ++blk) {
+          db += dBp(blk, b, t, n);
+          dc += dCp(blk, b, t, n);
+        }
+        dB(b, t, n) = db;
+        dC(b, t, n) = dc;
+      });
+  // Reductions over the rows of the per-(row, d) partial sums (each element written by one thread).
+  auto const dA = grads.dA;
+  auto const dbias = grads.ddelta_bias;
+  auto const dD = grads.dD;
+  Kokkos::parallel_for(
+      "hax::ssm::selective_scan_backward_params",
+      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {D, N}),
+      KOKKOS_LAMBDA(int d, int n) {
+        T sa = T(0);
+        for (int r = 0; r < rows; ++r) {
+          sa += part_dA(r, d, n);
+        }
+        dA(d, n) += sa;
+        if (n == 0) {
+          T sb = T(0);
+          T sd = T(0);
+          for (int r = 0; r < rows; ++r) {
+            sb += part_bd(r, d, 0);
+            sd += part_bd(r, d, 1);
+          }
+          dbias(d) += sb;
+          dD(d) += sd;
+        }
+      });
+}
+
 }  // namespace impl
 
 /// Forward of the selective scan.
@@ -155,12 +262,19 @@ selective_scan_forward(Space const& space, SelectiveScanInputs<T, Mem> const& in
       checkpoint.chunk};
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
-  // Chunk-parallel only where B·D·N lanes leave most of the device idle: it scans every step
-  // twice. Measured on an H100 (docs/perf_ssm.md): at B·D·N = 131 072 (half its concurrency) the
-  // one pass takes 2.1 ms and chunk-parallel 3.7 ms (B = 64, L = 1057, D = 128, N = 16).
-  bool const chunk_parallel = n_chunks > 1 && std::size_t(B) * std::size_t(D) * std::size_t(N) <
-                                                  static_cast<std::size_t>(space.concurrency()) / 4;
-  impl::selective_scan_forward_run(space, in, y, saved, chunk_parallel);
+  // The register layout where the backward takes it too (N <= 16 on the host and CUDA), chunk-
+  // parallel where a thread per (b, d) would leave the device idle. Measured on an H200
+  // (docs/perf_ssm.md; B = 64, L = 1057, D = 128, N = 16, B·D = 8 192 threads): registers
+  // chunk-parallel 1.15 ms, registers one pass 3.23 ms, lanes one pass 2.09 ms, lanes
+  // chunk-parallel 3.15 ms. With lanes (N > 16) the rule is the earlier one: chunk-parallel
+  // only where B·D·N lanes would fill less than a quarter of the device.
+  auto const layout = impl::selective_scan_backward_layout<Space>(N);
+  std::size_t const threads = std::size_t(B) * std::size_t(D) *
+                              (layout == impl::ScanLayout::registers ? 1 : std::size_t(N));
+  std::size_t const device = static_cast<std::size_t>(space.concurrency());
+  bool const chunk_parallel =
+      n_chunks > 1 && threads < (layout == impl::ScanLayout::registers ? device : device / 4);
+  impl::selective_scan_forward_run(space, in, y, saved, chunk_parallel, layout);
   return saved;
 }
 
@@ -173,15 +287,17 @@ SelectiveScanSaved<T, Mem> selective_scan_forward(
   return selective_scan_forward(Space{}, in, y, checkpoint);
 }
 
-/// Backward of the selective scan: one kernel walks the chunks in reverse, recomputing each
-/// chunk's states from its checkpoint in team scratch, so no (B, L, D, N) tensor exists; its
-/// workspaces are the per-channel-block partial sums of dB and dC, (D / channels per team, B, L,
-/// N) each.
+/// Backward of the selective scan. Every chunk's states are recomputed from its checkpoint, so no
+/// (B, L, D, N) tensor exists. For N <= 16 on the host and on CUDA it runs chunk-parallel with the
+/// states in registers (impl/scan_registers.hpp: the adjoint carried into every chunk first, then
+/// every chunk swept in reverse); otherwise one kernel walks the chunks in reverse with the states
+/// on the lanes of team scratch. Workspaces: partial sums of dB and dC per group of channels,
+/// (D / channels per group, B, L, N) each, and of the parameter gradients.
 ///
 /// \param in [in] the forward's inputs; \param saved [in] what the forward returned.
 /// \param dy [in] (B, L, D) gradient of the loss with respect to y.
 /// \param grads [out] du, ddelta, dB, dC written; ddelta_bias, dA, dD accumulated (+=).
-/// Asynchronous on `space`; 3 kernels.
+/// Asynchronous on `space`; 5 kernels (registers) or 3 (lanes).
 template <execution_space Space, class T, class Mem>
 requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
 void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> const& in,
@@ -214,61 +330,10 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
                 op, "ddelta_bias ", impl::shape_of(grads.ddelta_bias), ", dA ",
                 impl::shape_of(grads.dA), ", dD ", impl::shape_of(grads.dD),
                 " must be (D), (D, N), (D) for A ", impl::shape_of(in.A));
-  if (B == 0 || L == 0 || D == 0) {
-    return;
-  }
-  using view3 = Kokkos::View<T***, Kokkos::LayoutRight, Mem>;
-  using view4 = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
-  auto const shape = impl::scan_backward_shape<Space>(N);
-  int const n_blocks = impl::ceil_div(D, shape.channels);
-  // Per-channel-block partial sums of dB and dC (n_blocks, B, L, N), summed in block order below;
-  // per-(b, d) partial sums of the parameter gradients, summed over b in the last kernel.
-  auto const dBp = uninitialized_view<view4>(space, "hax::ssm::scan_part_dB", n_blocks, B, L, N);
-  auto const dCp = uninitialized_view<view4>(space, "hax::ssm::scan_part_dC", n_blocks, B, L, N);
-  auto const part_dA = uninitialized_view<view3>(space, "hax::ssm::scan_part_dA", B, D, N);
-  auto const part_bd = uninitialized_view<view3>(space, "hax::ssm::scan_part_bd", B, D, 2);
-  impl::scan_backward_fused(space, in, dy, grads, st, dBp, dCp, part_dA, part_bd, chunk, shape);
-  auto const dB = grads.dB;
-  auto const dC = grads.dC;
-  Kokkos::parallel_for(
-      "hax::ssm::selective_scan_backward_bc",
-      Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, L, N}),
-      KOKKOS_LAMBDA(int b, int t, int n) {
-        T db = T(0);
-        T dc = T(0);
-        for (int blk = 0; blk < n_blocks; ++blk) {
-          db += dBp(blk, b, t, n);
-          dc += dCp(blk, b, t, n);
-        }
-        dB(b, t, n) = db;
-        dC(b, t, n) = dc;
-      });
-  // Reductions over b of the per-(b, d) partial sums (each element written by one thread).
-  auto const dA = grads.dA;
-  auto const dbias = grads.ddelta_bias;
-  auto const dD = grads.dD;
-  Kokkos::parallel_for(
-      "hax::ssm::selective_scan_backward_params",
-      Kokkos::MDRangePolicy<Space, core::rank_right<2>>(space, {0, 0}, {D, N}),
-      KOKKOS_LAMBDA(int d, int n) {
-        T sa = T(0);
-        for (int b = 0; b < B; ++b) {
-          sa += part_dA(b, d, n);
-        }
-        dA(d, n) += sa;
-        if (n == 0) {
-          T sb = T(0);
-          T sd = T(0);
-          for (int b = 0; b < B; ++b) {
-            sb += part_bd(b, d, 0);
-            sd += part_bd(b, d, 1);
-          }
-          dbias(d) += sb;
-          dD(d) += sd;
-        }
-      });
+  impl::selective_scan_backward_run(space, in, saved, dy, grads,
+                                    impl::selective_scan_backward_layout<Space>(N));
 }
 
 /// Overload on the default instance of du's execution space.

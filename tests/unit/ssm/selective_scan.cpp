@@ -332,11 +332,11 @@ TEST_CASE("selective scan: any small dimension works (forward and backward vs re
   hax::test::check_close(hax::test::to_vector(g.dC), gref.dC, 1e-10, 1e-12, "dC");
 }
 
-TEMPLATE_TEST_CASE("selective scan: every forward schedule and layout at awkward sizes",
+TEMPLATE_TEST_CASE("selective scan: every schedule and layout at awkward sizes",
                    "[ssm][selective_scan]", float, double) {
   // Both forward schedules (the public forward picks one by the device's size), with the states
   // on the lanes or in registers, give the same y and chunk-start states as the reference, and
-  // the backward from each matches it: N and D not
+  // the backward in the same layout matches it: N and D not
   // powers of two nor multiples of a channel block, L not a multiple of the chunk, chunk > L, D
   // = 1.
   using T = TestType;
@@ -368,7 +368,7 @@ TEMPLATE_TEST_CASE("selective scan: every forward schedule and layout at awkward
                                          view3<T>("dB", dims.B, dims.L, dims.N),
                                          view3<T>("dC", dims.B, dims.L, dims.N),
                                          view1<T>("dD", dims.D)};
-  hax::ssm::selective_scan_backward(space, dev.inputs(), saved, dy, g);
+  hax::ssm::impl::selective_scan_backward_run(space, dev.inputs(), saved, dy, g, layout);
   space.fence();
   // The chunk-start states: the sequential recurrence of the reference, sampled at chunk starts.
   std::vector<double> states_ref(dims.B * dims.D * n_chunks * dims.N, 0.0);

@@ -213,108 +213,42 @@ void scan_forward_segments(Space const& space, In const& in,
       });
 }
 
-/// Where the forward keeps a channel's N states (hax::ssm::impl::selective_scan_forward_run).
-enum class ScanLayout {
-  lanes,      ///< scan_forward_segments: a thread per channel, N on the vector lanes, team scratch
-  registers,  ///< scan_forward_registers: a thread per channel, its N states in registers
+/// Which way scan_chunk_pass runs over the chunks.
+enum class ChunkDirection {
+  forward,   ///< states: chunk c's start state from the chunks before it
+  backward,  ///< adjoints: the adjoint carried into chunk c from the chunks after it
 };
 
-/// Forward scan over segments with a thread per (b, segment, channel) that holds the channel's N
-/// states (and its row of A) in registers: no lane reduction, and softplus once per step instead
-/// of once per lane. Consecutive threads take consecutive channels, so the loads of u and delta
-/// and the stores of y are coalesced and B_t, C_t are one broadcast per warp. kCap >= N is the
-/// compile-time register capacity (impl::dispatch_capacity). Same modes and outputs as
-/// scan_forward_segments.
-template <int kCap, class Space, class In, class T, class Mem>
-void scan_forward_registers(Space const& space, In const& in,
-                            Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
-                            Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
-                            Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& sum_dt, int chunk,
-                            ScanSegments mode) {
-  auto const u = in.u;
-  auto const delta = in.delta;
-  auto const delta_bias = in.delta_bias;
-  auto const A = in.A;
-  auto const Bm = in.Bm;
-  auto const Cm = in.Cm;
-  auto const Dskip = in.Dskip;
-  int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
-  int const n_chunks = ceil_div(L, chunk);
-  int const n_seg = mode == ScanSegments::whole ? 1 : n_chunks;
-  bool const whole = mode == ScanSegments::whole;
-  bool const local = mode == ScanSegments::chunk_local;
-  Kokkos::parallel_for(
-      local ? "hax::ssm::selective_scan_forward_chunks" : "hax::ssm::selective_scan_forward",
-      Kokkos::RangePolicy<Space>(space, 0, B * n_seg * D), KOKKOS_LAMBDA(int i) {
-        int const d = i % D;
-        int const seg = (i / D) % n_seg;
-        int const b = i / (D * n_seg);
-        int const ts = whole ? 0 : seg * chunk;
-        int const te = whole ? L : Kokkos::min(ts + chunk, L);
-        T h[kCap];
-        T a[kCap];
-        HAX_UNROLL
-        for (int n = 0; n < kCap; ++n) {
-          a[n] = n < N ? A(d, n) : T(0);
-          h[n] = n < N && mode == ScanSegments::chunk_final ? states(b, d, seg, n) : T(0);
-        }
-        T const bias = delta_bias(d);
-        T const skip = Dskip(d);
-        T total = T(0);
-        for (int t = ts; t < te; ++t) {
-          if (whole && t % chunk == 0) {  // checkpoint: the state before this chunk
-            HAX_UNROLL
-            for (int n = 0; n < kCap; ++n) {
-              if (n < N) { states(b, d, t / chunk, n) = h[n]; }
-            }
-          }
-          T const dt = softplus(delta(b, t, d) + bias);
-          T const ut = u(b, t, d);
-          T const dtu = dt * ut;
-          total += dt;
-          T acc = T(0);
-          HAX_UNROLL
-          for (int n = 0; n < kCap; ++n) {
-            if (n < N) {
-              h[n] = Kokkos::exp(dt * a[n]) * h[n] + dtu * Bm(b, t, n);
-              acc += Cm(b, t, n) * h[n];
-            }
-          }
-          if (!local) { y(b, t, d) = acc + skip * ut; }
-        }
-        if (local) {
-          HAX_UNROLL
-          for (int n = 0; n < kCap; ++n) {
-            if (n < N) { states(b, d, seg, n) = h[n]; }
-          }
-          sum_dt(b, d, seg) = total;
-        }
-      });
-}
-
-/// The recurrence over chunks, in place, one thread per (b, d, n): on entry states(c) is chunk
-/// c's own end state from zero, on exit the state at its start,
-/// S_start(c + 1) = exp(A Σ_{t in c} dt_t) S_start(c) + own(c).
+/// The recurrence over chunks, in place, one thread per (b, d, n). Forward: on entry states(c) is
+/// chunk c's own end state from zero, on exit the state at its start,
+/// S_start(c + 1) = exp(A Σ_{t in c} dt_t) S_start(c) + own(c). Backward: on entry chunk c's own
+/// adjoint at its start from a zero carry, on exit the carry that enters it from the later chunks,
+/// X(c - 1) = exp(A Σ_{t in c} dt_t) X(c) + own(c). The decay of a chunk is the same both ways.
 template <class Space, class In, class T, class Mem>
 void scan_chunk_pass(Space const& space, In const& in,
                      Kokkos::View<T****, Kokkos::LayoutRight, Mem> const& states,
-                     Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& sum_dt) {
+                     Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& sum_dt,
+                     ChunkDirection direction = ChunkDirection::forward) {
   auto const A = in.A;
   int const B = states.extent_int(0), D = states.extent_int(1), n_chunks = states.extent_int(2);
   int const N = states.extent_int(3);
+  bool const reverse = direction == ChunkDirection::backward;
   Kokkos::parallel_for(
-      "hax::ssm::selective_scan_chunk_pass", Kokkos::RangePolicy<Space>(space, 0, B * D * N),
-      KOKKOS_LAMBDA(int i) {
+      reverse ? "hax::ssm::selective_scan_adjoint_chunk_pass" : "hax::ssm::selective_scan_chunk_pass",
+      Kokkos::RangePolicy<Space>(space, 0, B * D * N), KOKKOS_LAMBDA(int i) {
         int const n = i % N;
         int const d = (i / N) % D;
         int const b = i / (N * D);
         T const an = A(d, n);
         T carry = T(0);
-        T own = states(b, d, 0, n);
-        for (int c = 0; c < n_chunks; ++c) {
+        int const first = reverse ? n_chunks - 1 : 0;
+        int const step = reverse ? -1 : 1;
+        T own = states(b, d, first, n);
+        for (int j = 0; j < n_chunks; ++j) {
+          int const c = first + step * j;
           // Load the next chunk's entry before storing this one: a load issued after a store to
           // the same cache line waits for that store (the same fix as the SSD tile passes).
-          T const next = c + 1 < n_chunks ? states(b, d, c + 1, n) : T(0);
+          T const next = j + 1 < n_chunks ? states(b, d, c + step, n) : T(0);
           T const decay = Kokkos::exp(an * sum_dt(b, d, c));
           states(b, d, c, n) = carry;
           carry = decay * carry + own;
