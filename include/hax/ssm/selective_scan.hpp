@@ -10,11 +10,12 @@
 ///
 /// A is taken as is (the caller computes A = -exp(A_log) and chains dA into dA_log).
 /// Parallelisation: a thread per channel, with the state size N on the vector lanes of team
-/// scratch (impl/scan_kernels.hpp) or in the thread's registers (impl/scan_registers.hpp). The
-/// forward is chunk-parallel over L when B·D·N alone would fill less than a quarter of the device.
-/// The backward recomputes every chunk's states from its checkpoint; with the register layout it is
-/// chunk-parallel (the adjoint carried into every chunk by a pass over the chunks, as the forward
-/// carries states). The reductions over d (dB, dC) go through per-channel-group partial sums,
+/// scratch (impl/scan_kernels.hpp) or in the thread's registers (impl/scan_registers.hpp; on CUDA
+/// for N <= 16, impl::selective_scan_layout). The forward is chunk-parallel over L when one pass
+/// would leave the device idle: B·D threads (registers) fewer than its concurrency, B·D·N lanes
+/// (lanes) fewer than a quarter of it. The backward recomputes every chunk's states from its
+/// checkpoint; with the register layout it is chunk-parallel (the adjoint carried into every chunk
+/// by a pass over the chunks, as the forward carries states). The reductions over d (dB, dC) go through per-channel-group partial sums,
 /// those over (b, t) (dA, ddelta_bias, dD) through per-row partial sums, each summed in a fixed
 /// order by a final kernel. No atomics.
 #pragma once
@@ -76,6 +77,7 @@ void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in,
                           int chunk) {
   auto const B = in.u.extent(0), L = in.u.extent(1), D = in.u.extent(2), N = in.A.extent(1);
   core::require(chunk >= 1, op, "chunk must be >= 1, got ", chunk);
+  core::require(N >= 1, op, "A ", shape_of(in.A), " must have a state size N >= 1");
   core::require(in.delta.extent(0) == B && in.delta.extent(1) == L && in.delta.extent(2) == D, op,
                 "delta ", shape_of(in.delta), " must match u ", shape_of(in.u), " (B, L, D)");
   core::require(in.delta_bias.extent(0) == D, op, "delta_bias ", shape_of(in.delta_bias),
@@ -97,8 +99,8 @@ void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in,
 /// Forward into `saved` (allocated by the caller): in one pass over L per (b, channel block), or
 /// chunk-parallel (every chunk from zero, the pass over chunk carries, every chunk again from its
 /// start state) when `chunk_parallel`, with the states on the lanes of team scratch or in
-/// registers (`layout`). The public forward picks chunk-parallel when B·D·N lanes would fill less
-/// than a quarter of the device, and the lanes layout; tests run every combination.
+/// registers (`layout`). The public forward picks both (selective_scan_forward); tests run every
+/// combination.
 template <class Space, class T, class Mem>
 void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> const& in,
                                 Kokkos::View<T***, Kokkos::LayoutRight, Mem> const& y,
@@ -131,13 +133,16 @@ void selective_scan_forward_run(Space const& space, SelectiveScanInputs<T, Mem> 
   segments(sum_dt, ScanSegments::chunk_final);
 }
 
-/// The layout the public backward runs on Space for state size N: registers where the warp
-/// shuffles exist and N fits the smallest register capacity (the Mamba default N = 16), else
-/// lanes.
+/// The layout the public forward and backward run on Space for state size N: registers on CUDA
+/// when N fits the smallest register capacity (the Mamba default N = 16), lanes otherwise.
+/// Measured (docs/perf_ssm.md): on an H100 forward + backward 3.7 ms in registers against 7.6 ms
+/// on the lanes; on the 2-core OpenMP host 2.26 s against 1.92 s, so the host keeps the lanes
+/// (its one thread per 16 channels needs no chunk parallelism).
 template <class Space>
-ScanLayout selective_scan_backward_layout(int N) {
-  return scan_registers_backward_supported<Space> && N <= 16 ? ScanLayout::registers
-                                                             : ScanLayout::lanes;
+ScanLayout selective_scan_layout(int N) {
+  constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
+  return !host && scan_registers_backward_supported<Space> && N <= 16 ? ScanLayout::registers
+                                                                      : ScanLayout::lanes;
 }
 
 /// Backward with the states on the lanes of team scratch (scan_backward_fused) or in registers
@@ -154,6 +159,9 @@ void selective_scan_backward_run(Space const& space, SelectiveScanInputs<T, Mem>
   int const chunk = saved.chunk;
   int const n_chunks = ceil_div(L, chunk);
   auto const& st = saved.chunk_states;
+  core::require(st.extent_int(2) == n_chunks, "hax::ssm::selective_scan_backward",
+                "saved chunk_states hold ", st.extent_int(2), " chunks, expected ceil(L / chunk) = ",
+                n_chunks);
   if (B == 0 || L == 0 || D == 0) {
     return;
   }
@@ -245,7 +253,7 @@ void selective_scan_backward_run(Space const& space, SelectiveScanInputs<T, Mem>
 /// \param y [out] (B, L, D), overwritten.
 /// \param checkpoint [in] chunk length between saved states (any value >= 1).
 /// \return the chunk-start states (B, D, ceil(L / chunk), N) the backward needs (with `in`).
-/// Throws hax::invalid_argument on mismatched shapes, chunk < 1 or N > 256.
+/// Throws hax::invalid_argument on mismatched shapes, chunk < 1, N < 1 or N > 256.
 template <execution_space Space, class T, class Mem>
 requires view_accessible_from<Kokkos::View<T*, Mem>, Space> SelectiveScanSaved<T, Mem>
 selective_scan_forward(Space const& space, SelectiveScanInputs<T, Mem> const& in,
@@ -262,13 +270,13 @@ selective_scan_forward(Space const& space, SelectiveScanInputs<T, Mem> const& in
       checkpoint.chunk};
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
-  // The register layout where the backward takes it too (N <= 16 on the host and CUDA), chunk-
-  // parallel where a thread per (b, d) would leave the device idle. Measured on an H200
+  // The layout of impl::selective_scan_layout (registers on CUDA for N <= 16), chunk-parallel
+  // where a thread per (b, d) would leave the device idle. Measured on an H200
   // (docs/perf_ssm.md; B = 64, L = 1057, D = 128, N = 16, B·D = 8 192 threads): registers
   // chunk-parallel 1.15 ms, registers one pass 3.23 ms, lanes one pass 2.09 ms, lanes
   // chunk-parallel 3.15 ms. With lanes (N > 16) the rule is the earlier one: chunk-parallel
   // only where B·D·N lanes would fill less than a quarter of the device.
-  auto const layout = impl::selective_scan_backward_layout<Space>(N);
+  auto const layout = impl::selective_scan_layout<Space>(N);
   std::size_t const threads = std::size_t(B) * std::size_t(D) *
                               (layout == impl::ScanLayout::registers ? 1 : std::size_t(N));
   std::size_t const device = static_cast<std::size_t>(space.concurrency());
@@ -288,7 +296,7 @@ SelectiveScanSaved<T, Mem> selective_scan_forward(
 }
 
 /// Backward of the selective scan. Every chunk's states are recomputed from its checkpoint, so no
-/// (B, L, D, N) tensor exists. For N <= 16 on the host and on CUDA it runs chunk-parallel with the
+/// (B, L, D, N) tensor exists. For N <= 16 on CUDA it runs chunk-parallel with the
 /// states in registers (impl/scan_registers.hpp: the adjoint carried into every chunk first, then
 /// every chunk swept in reverse); otherwise one kernel walks the chunks in reverse with the states
 /// on the lanes of team scratch. Workspaces: partial sums of dB and dC per group of channels,
@@ -333,7 +341,7 @@ void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> con
   core::require(N <= impl::kMaxStateSize, op, "state size N = ", N,
                 " exceeds the supported maximum ", impl::kMaxStateSize);
   impl::selective_scan_backward_run(space, in, saved, dy, grads,
-                                    impl::selective_scan_backward_layout<Space>(N));
+                                    impl::selective_scan_layout<Space>(N));
 }
 
 /// Overload on the default instance of du's execution space.

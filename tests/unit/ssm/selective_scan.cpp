@@ -344,8 +344,12 @@ TEMPLATE_TEST_CASE("selective scan: every schedule and layout at awkward sizes",
     std::size_t B, L, D, N;
     int chunk;
   };
+  // The Mamba default N = 16 with several register sub-chunks per chunk and several groups of 32
+  // channels, and N = 100 (the largest register capacity).
   auto const dims = GENERATE(Dims{2, 37, 19, 5, 8}, Dims{1, 64, 33, 17, 64}, Dims{3, 29, 1, 3, 7},
-                             Dims{1, 23, 18, 40, 100}, Dims{2, 50, 5, 1, 1});
+                             Dims{1, 23, 18, 40, 100}, Dims{2, 50, 5, 1, 1},
+                             Dims{2, 150, 70, 16, 64}, Dims{1, 77, 33, 16, 17},
+                             Dims{1, 40, 5, 100, 9});
   auto const chunk_parallel = GENERATE(false, true);
   auto const layout =
       GENERATE(hax::ssm::impl::ScanLayout::lanes, hax::ssm::impl::ScanLayout::registers);

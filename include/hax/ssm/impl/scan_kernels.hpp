@@ -53,23 +53,30 @@ struct ScanTeamShape {
   int channels = 1;  // channels (threads) per team
 };
 
-/// Channels per team: 256 lanes per team on GPUs, capped so that `arrays` (Dt × N) scratch arrays
-/// of T stay within 44 KiB; 16 channels per team on the host (one thread walks them in turn).
-template <class Space, class T>
-ScanTeamShape scan_team_shape(int N, int arrays) {
-  ScanTeamShape s;
+/// Vector lanes per channel for state size N on Space: the power of two >= N up to 32 on GPUs, 1
+/// on the host.
+template <class Space>
+int scan_vector_lanes(int N) {
   constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
   if constexpr (host) {
-    s.vector = 1;
-    s.channels = 16;
+    return 1;
   } else {
     int v = 1;
     while (v < N && v < 32) {
       v *= 2;
     }
-    s.vector = v;
-    s.channels = 256 / v;
+    return v;
   }
+}
+
+/// Channels per team: 256 lanes per team on GPUs, capped so that `arrays` (Dt × N) scratch arrays
+/// of T stay within 44 KiB; 16 channels per team on the host (one thread walks them in turn).
+template <class Space, class T>
+ScanTeamShape scan_team_shape(int N, int arrays) {
+  constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
+  ScanTeamShape s;
+  s.vector = scan_vector_lanes<Space>(N);
+  s.channels = host ? 16 : 256 / s.vector;
   std::size_t const per_channel = std::size_t(arrays) * std::size_t(Kokkos::max(N, 1)) * sizeof(T);
   int const fit = static_cast<int>((44 * 1024) / per_channel);
   s.channels = Kokkos::max(1, Kokkos::min(s.channels, fit));
@@ -261,11 +268,10 @@ void scan_chunk_pass(Space const& space, In const& in,
 /// chunk of states and adjoints, so teams are half the forward's), 16 channels on the host.
 template <class Space>
 ScanTeamShape scan_backward_shape(int N) {
-  ScanTeamShape s = scan_team_shape<Space, char>(N, 1);  // the lanes for N
   constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
-  if constexpr (!host) {
-    s.channels = Kokkos::max(1, 128 / s.vector);
-  }
+  ScanTeamShape s;
+  s.vector = scan_vector_lanes<Space>(N);
+  s.channels = host ? 16 : Kokkos::max(1, 128 / s.vector);
   return s;
 }
 

@@ -104,7 +104,6 @@ void scan_forward_registers(Space const& space, In const& in,
       });
 }
 
-
 /// Whether the register-layout backward runs on Space: host spaces (a thread walks a group's
 /// channels in turn) and CUDA (a warp per group, sums over channels by warp shuffles).
 template <class Space>
@@ -118,11 +117,17 @@ inline constexpr bool scan_registers_backward_supported =
 /// Channels of a backward group: one warp on GPUs.
 inline constexpr int kScanGroupChannels = 32;
 
-/// Steps of a backward sub-chunk for register capacity kCap: the sub-chunk's states, S × N per
-/// channel, stay within 16 KiB of team scratch per warp in float.
-template <int kCap>
-constexpr int scan_subchunk_steps() {
-  return kCap <= 16 ? 8 : (kCap <= 64 ? 2 : 1);
+/// Steps of a backward sub-chunk for register capacity kCap and chunk length K (= min(chunk, L)).
+/// On GPUs the sub-chunk's states, S × N per channel of a warp, take 16 KiB of team scratch in
+/// float at N = kCap = 16 or 64 (32 KiB at 256, twice as much in double). On the host a thread holds one channel's states at a time, so the sub-chunk is the
+/// whole chunk and nothing is recomputed twice.
+template <class Space, int kCap>
+int scan_subchunk_steps(int K) {
+  if constexpr (Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible) {
+    return K;
+  } else {
+    return kCap <= 16 ? 8 : (kCap <= 64 ? 2 : 1);
+  }
 }
 
 /// x from the lane `lane ^ mask` of the warp (CUDA device code only; the host never calls it).
@@ -207,11 +212,10 @@ void scan_backward_chunk_adjoints(Space const& space, In const& in,
 /// Team-scratch bytes of scan_backward_registers: the sub-chunk states (S, N, 32) on GPUs; on the
 /// host (one thread per group) the states of one channel, the carried adjoints and dA sums and
 /// the d sums of every channel, and the group's dB/dC sums of a sub-chunk.
-template <int kCap, class T, class ScratchSpace>
-std::size_t scan_backward_registers_scratch_bytes(bool host, int N) {
+template <class T, class ScratchSpace>
+std::size_t scan_backward_registers_scratch_bytes(bool host, int S, int N) {
   using mat3 = Kokkos::View<T***, Kokkos::LayoutRight, ScratchSpace, Kokkos::MemoryUnmanaged>;
   using mat2 = Kokkos::View<T**, Kokkos::LayoutRight, ScratchSpace, Kokkos::MemoryUnmanaged>;
-  int const S = scan_subchunk_steps<kCap>();
   int const G = kScanGroupChannels;
   if (!host) {
     return mat3::shmem_size(S, N, G);
@@ -222,10 +226,11 @@ std::size_t scan_backward_registers_scratch_bytes(bool host, int N) {
 
 /// Backward pass 3, one team per (b, chunk, group of 32 channels): a warp on GPUs, a thread
 /// per channel; one thread walking the channels in turn on the host. For every sub-chunk of
-/// S = scan_subchunk_steps<kCap>() steps, from the last, a channel
+/// S = scan_subchunk_steps steps (the whole chunk on the host), from the last, a channel
 ///   1. recomputes its states from the chunk's checkpoint (states) to the sub-chunk's end,
-///      keeping the sub-chunk's h_{t-1} in scratch (S (S + 1) / 2 steps per chunk of S J steps:
-///      (J + 1) / 2 recomputes, where a second level of checkpoints would cost scratch),
+///      keeping the sub-chunk's h_{t-1} in scratch (S J (J + 1) / 2 steps for a chunk of J
+///      sub-chunks: (J + 1) / 2 recomputes of it, where a second level of checkpoints would cost
+///      scratch; none on the host, where S is the whole chunk),
 ///   2. sweeps the sub-chunk in reverse from its adjoint g (the carry adj(b, d, c) at the chunk's
 ///      end): G_t = g + dy_t C_t, g ← exp(dt_t A) G_t; writes du, ddelta and sums dA, Σ ddelta,
 ///      Σ dy u in registers,
@@ -252,7 +257,6 @@ void scan_backward_registers(Space const& space, In const& in,
   using mat2 = Kokkos::View<T**, Kokkos::LayoutRight, scratch, Kokkos::MemoryUnmanaged>;
   constexpr bool host = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
   constexpr int kGroup = kScanGroupChannels;
-  constexpr int S = scan_subchunk_steps<kCap>();
   static_assert(2 * kCap % kGroup == 0, "dB and dC of a step fill whole warps");
   auto const u = in.u;
   auto const delta = in.delta;
@@ -266,7 +270,8 @@ void scan_backward_registers(Space const& space, In const& in,
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
   int const n_chunks = states.extent_int(2);
   int const n_groups = ceil_div(D, kGroup);
-  std::size_t const bytes = scan_backward_registers_scratch_bytes<kCap, T, scratch>(host, N);
+  int const S = scan_subchunk_steps<Space, kCap>(Kokkos::min(chunk, L));
+  std::size_t const bytes = scan_backward_registers_scratch_bytes<T, scratch>(host, S, N);
   int const level = core::scratch_level(bytes);
   policy pol = host ? policy(space, B * n_chunks * n_groups, 1)
                     : policy(space, B * n_chunks * n_groups, kGroup, 1);
