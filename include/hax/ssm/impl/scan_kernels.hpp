@@ -17,6 +17,7 @@
 
 #include <Kokkos_Core.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <hax/core/policies.hpp>
 #include <hax/ssm/impl/common.hpp>
 
@@ -242,10 +243,12 @@ void scan_chunk_pass(Space const& space, In const& in,
   bool const reverse = direction == ChunkDirection::backward;
   Kokkos::parallel_for(
       reverse ? "hax::ssm::selective_scan_adjoint_chunk_pass" : "hax::ssm::selective_scan_chunk_pass",
-      Kokkos::RangePolicy<Space>(space, 0, B * D * N), KOKKOS_LAMBDA(int i) {
-        int const n = i % N;
-        int const d = (i / N) % D;
-        int const b = i / (N * D);
+      Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(
+          space, 0, std::int64_t(B) * D * N),
+      KOKKOS_LAMBDA(std::int64_t i) {
+        int const n = static_cast<int>(i % N);
+        int const d = static_cast<int>((i / N) % D);
+        int const b = static_cast<int>(i / (std::int64_t(N) * D));
         T const an = A(d, n);
         T carry = T(0);
         int const first = reverse ? n_chunks - 1 : 0;

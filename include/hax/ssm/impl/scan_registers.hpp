@@ -18,6 +18,9 @@
 
 #include <Kokkos_Core.hpp>
 #include <cstddef>
+#include <cstdint>
+#include <hax/core/error.hpp>
+#include <limits>
 #include <hax/core/policies.hpp>
 #include <hax/ssm/impl/common.hpp>
 #include <hax/ssm/impl/scan_kernels.hpp>
@@ -57,10 +60,13 @@ void scan_forward_registers(Space const& space, In const& in,
   bool const local = mode == ScanSegments::chunk_local;
   Kokkos::parallel_for(
       local ? "hax::ssm::selective_scan_forward_chunks" : "hax::ssm::selective_scan_forward",
-      Kokkos::RangePolicy<Space>(space, 0, B * n_seg * D), KOKKOS_LAMBDA(int i) {
-        int const d = i % D;
-        int const seg = (i / D) % n_seg;
-        int const b = i / (D * n_seg);
+      // 64-bit thread indices: with chunk 1 (every state saved), B·L·D can pass 2^31.
+      Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(
+          space, 0, std::int64_t(B) * n_seg * D),
+      KOKKOS_LAMBDA(std::int64_t i) {
+        int const d = static_cast<int>(i % D);
+        int const seg = static_cast<int>((i / D) % n_seg);
+        int const b = static_cast<int>(i / (std::int64_t(D) * n_seg));
         int const ts = whole ? 0 : seg * chunk;
         int const te = whole ? L : Kokkos::min(ts + chunk, L);
         T h[kCap];
@@ -175,10 +181,12 @@ void scan_backward_chunk_adjoints(Space const& space, In const& in,
   int const n_chunks = adj.extent_int(2);
   Kokkos::parallel_for(
       "hax::ssm::selective_scan_backward_chunk_adjoints",
-      Kokkos::RangePolicy<Space>(space, 0, B * n_chunks * D), KOKKOS_LAMBDA(int i) {
-        int const d = i % D;
-        int const c = (i / D) % n_chunks;
-        int const b = i / (D * n_chunks);
+      Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(
+          space, 0, std::int64_t(B) * n_chunks * D),
+      KOKKOS_LAMBDA(std::int64_t i) {
+        int const d = static_cast<int>(i % D);
+        int const c = static_cast<int>((i / D) % n_chunks);
+        int const b = static_cast<int>(i / (std::int64_t(D) * n_chunks));
         int const ts = c * chunk;
         int const te = Kokkos::min(ts + chunk, L);
         T g[kCap];
@@ -270,6 +278,10 @@ void scan_backward_registers(Space const& space, In const& in,
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
   int const n_chunks = states.extent_int(2);
   int const n_groups = ceil_div(D, kGroup);
+  core::require(std::int64_t(B) * n_chunks * n_groups <= std::numeric_limits<int>::max(),
+                "hax::ssm::selective_scan_backward", "B (", B, ") × chunks (", n_chunks,
+                ") × groups of 32 channels (", n_groups,
+                ") exceeds the largest league of teams; use a longer checkpoint chunk");
   int const S = scan_subchunk_steps<Space, kCap>(Kokkos::min(chunk, L));
   std::size_t const bytes = scan_backward_registers_scratch_bytes<T, scratch>(host, S, N);
   int const level = core::scratch_level(bytes);
