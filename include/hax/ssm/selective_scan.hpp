@@ -15,9 +15,9 @@
 /// would leave the device idle: B·D threads (registers) fewer than its concurrency, B·D·N lanes
 /// (lanes) fewer than a quarter of it. The backward recomputes every chunk's states from its
 /// checkpoint; with the register layout it is chunk-parallel (the adjoint carried into every chunk
-/// by a pass over the chunks, as the forward carries states). The reductions over d (dB, dC) go through per-channel-group partial sums,
-/// those over (b, t) (dA, ddelta_bias, dD) through per-row partial sums, each summed in a fixed
-/// order by a final kernel. No atomics.
+/// by a pass over the chunks, as the forward carries states). The reductions over d (dB, dC) go
+/// through per-channel-group partial sums, those over (b, t) (dA, ddelta_bias, dD) through per-row
+/// partial sums, each summed in a fixed order by a final kernel. No atomics.
 #pragma once
 
 #include <Kokkos_Core.hpp>
