@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /// \file
 /// Pieces shared by the state-space kernels: softplus and its derivative in device code, the
-/// shape printer for error messages, and the run-time N to compile-time state capacity switch that
-/// lets a thread keep its N-vector of state in registers / on its stack.
+/// shape printer for error messages, the run-time N to compile-time state capacity switch that
+/// lets a thread keep its N-vector of state in registers / on its stack, the flat-index split of
+/// the thread-per-element kernels, and the per-state step of the scan's reverse sweep.
 #pragma once
 
 #include <Kokkos_Core.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <hax/core/error.hpp>
 #include <string>
 #include <type_traits>
@@ -64,5 +66,40 @@ using const_view = std::type_identity_t<Kokkos::View<DataType, Kokkos::LayoutRig
 
 /// ceil(a / b) for positive b.
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/// A flat thread index split into three coordinates, the innermost fastest.
+struct Index3 {
+  int outer;
+  int middle;
+  int inner;
+};
+
+/// Splits i = (outer · n_middle + middle) · n_inner + inner. 64-bit, because the scan kernels'
+/// thread counts (B · chunks · D, with chunk 1) can pass 2^31; each coordinate fits an int.
+KOKKOS_INLINE_FUNCTION Index3 split_index3(std::int64_t i, int n_middle, int n_inner) {
+  std::int64_t const rest = i / n_inner;
+  return {static_cast<int>(rest / n_middle), static_cast<int>(rest % n_middle),
+          static_cast<int>(i % n_inner)};
+}
+
+/// One state's terms of the selective scan's reverse sweep at step t (docs/math/selective_scan.md),
+/// shared by both layouts' backward kernels.
+template <class T>
+struct StateAdjoint {
+  T total;  ///< G = g + dy_t C_t[n]: dLoss/dh_t[n]
+  T d_dt;   ///< G (A e h_{t-1} + B_t u_t): this state's share of dLoss/d dt_t
+  T d_u;    ///< G dt B_t: its share of dLoss/du_t
+  T d_A;    ///< G dt e h_{t-1}: its term of dLoss/dA[n]
+  T carry;  ///< G e: the adjoint that reaches h_{t-1}
+};
+
+/// The terms for state n: g the adjoint carried from later steps, h_prev = h_{t-1}[n], a = A[n],
+/// e = exp(dt a), b = B_t[n], c = C_t[n].
+template <class T>
+KOKKOS_INLINE_FUNCTION StateAdjoint<T> state_adjoint(T g, T h_prev, T a, T e, T b, T c, T dt,
+                                                     T u, T dy) {
+  T const G = g + dy * c;
+  return {G, G * (a * e * h_prev + b * u), G * dt * b, G * dt * e * h_prev, G * e};
+}
 
 }  // namespace hax::ssm::impl

@@ -246,9 +246,7 @@ void scan_chunk_pass(Space const& space, In const& in,
       Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(
           space, 0, std::int64_t(B) * D * N),
       KOKKOS_LAMBDA(std::int64_t i) {
-        int const n = static_cast<int>(i % N);
-        int const d = static_cast<int>((i / N) % D);
-        int const b = static_cast<int>(i / (std::int64_t(N) * D));
+        auto const [b, d, n] = split_index3(i, D, N);
         T const an = A(d, n);
         T carry = T(0);
         int const first = reverse ? n_chunks - 1 : 0;
@@ -392,14 +390,13 @@ void scan_backward_fused(Space const& space, In const& in,
                   [&](int n, ScanPair<T>& sum) {
                     T const hprev = k > 0 ? hh(k - 1, dl, n) : states(b, d, c, n);
                     T const an = As(dl, n);
-                    T const a = Kokkos::exp(dt * an);
-                    T const bn = Bm(b, t, n);
-                    T const gn = g(dl, n) + dyt * Cm(b, t, n);     // total dLoss/dh_t
-                    sum.first += gn * (hprev * a * an + bn * ut);  // dh_t/d dt = A a h_{t-1} + B u
-                    sum.second += gn * dt * bn;
-                    dAl(dl, n) += gn * hprev * a * dt;  // dh_t/dA = dt a h_{t-1}
-                    gg(k, dl, n) = gn;
-                    g(dl, n) = gn * a;  // h_{t-1} reaches h_t through a
+                    auto const st = state_adjoint(g(dl, n), hprev, an, Kokkos::exp(dt * an),
+                                                 Bm(b, t, n), Cm(b, t, n), dt, ut, dyt);
+                    sum.first += st.d_dt;
+                    sum.second += st.d_u;
+                    dAl(dl, n) += st.d_A;
+                    gg(k, dl, n) = st.total;
+                    g(dl, n) = st.carry;
                   },
                   acc);
               T const dd = acc.first * sigmoid(xb);  // softplus' = sigmoid

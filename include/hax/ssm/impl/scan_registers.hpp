@@ -64,9 +64,7 @@ void scan_forward_registers(Space const& space, In const& in,
       Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(
           space, 0, std::int64_t(B) * n_seg * D),
       KOKKOS_LAMBDA(std::int64_t i) {
-        int const d = static_cast<int>(i % D);
-        int const seg = static_cast<int>((i / D) % n_seg);
-        int const b = static_cast<int>(i / (std::int64_t(D) * n_seg));
+        auto const [b, seg, d] = split_index3(i, n_seg, D);
         int const ts = whole ? 0 : seg * chunk;
         int const te = whole ? L : Kokkos::min(ts + chunk, L);
         T h[kCap];
@@ -184,9 +182,7 @@ void scan_backward_chunk_adjoints(Space const& space, In const& in,
       Kokkos::RangePolicy<Space, Kokkos::IndexType<std::int64_t>>(
           space, 0, std::int64_t(B) * n_chunks * D),
       KOKKOS_LAMBDA(std::int64_t i) {
-        int const d = static_cast<int>(i % D);
-        int const c = static_cast<int>((i / D) % n_chunks);
-        int const b = static_cast<int>(i / (std::int64_t(D) * n_chunks));
+        auto const [b, c, d] = split_index3(i, n_chunks, D);
         int const ts = c * chunk;
         int const te = Kokkos::min(ts + chunk, L);
         T g[kCap];
@@ -343,16 +339,15 @@ void scan_backward_registers(Space const& space, In const& in,
               vc[n] = T(0);
               if (n < N) {
                 T const hp = hbuf(t - s0, n, slot);
-                T const an = a[n];
-                T const e = Kokkos::exp(dt * an);
+                T const e = Kokkos::exp(dt * a[n]);
                 T const bn = Bm(b, t, n);
-                T const gn = g[n] + dyt * Cm(b, t, n);  // total dLoss/dh_t
-                d_dt += gn * (an * e * hp + bn * ut);   // dh_t/d dt = A e h_{t-1} + B u
-                d_u += gn * dt * bn;
-                dA[n] += gn * hp * e * dt;  // dh_t/dA = dt e h_{t-1}
-                vb[n] = gn * dt * ut;
-                vc[n] = dyt * (e * hp + dt * bn * ut);
-                g[n] = gn * e;  // h_{t-1} reaches h_t through e
+                auto const st = state_adjoint(g[n], hp, a[n], e, bn, Cm(b, t, n), dt, ut, dyt);
+                d_dt += st.d_dt;
+                d_u += st.d_u;
+                dA[n] += st.d_A;
+                vb[n] = st.total * dt * ut;
+                vc[n] = dyt * (e * hp + dt * bn * ut);  // dy_t h_t
+                g[n] = st.carry;
               }
             }
             T const dd = d_dt * sigmoid(xb);  // softplus' = sigmoid
