@@ -212,14 +212,14 @@ KOKKOS_INLINE_FUNCTION std::int64_t write_half(recall_spec const& s, int const* 
   return pos;
 }
 
-/// Writes the whole item (BOS, store half, SEP, inquiry half, PAD to the row's end) with stream
-/// key `key` into row `row`; returns the hash of its unpadded tokens.
+/// Writes the item's tokens (BOS, store half, SEP, inquiry half) with stream key `key` into row
+/// `row`, positions [0, item_length); the padding after them is written by fill_padding. Returns
+/// the hash of the item's tokens.
 template <class Tokens, class Mask>
 KOKKOS_INLINE_FUNCTION std::uint64_t write_item(recall_spec const& s, int const* n,
                                                 std::uint64_t key, Tokens const& tokens,
                                                 Mask const& mask, std::int64_t row) {
   using token_t = typename Tokens::non_const_value_type;
-  using mask_t = typename Mask::non_const_value_type;
   core::RngStream rng(core::stream_key(key, 0));
   std::uint64_t hash = 0xCBF29CE484222325ULL;
   std::int64_t pos = 0;
@@ -232,13 +232,8 @@ KOKKOS_INLINE_FUNCTION std::uint64_t write_item(recall_spec const& s, int const*
   mask(row, pos) = 0;
   hash = hash_step(hash, static_cast<std::uint64_t>(s.sep));
   ++pos;
-  pos = write_half(s, n, key, rng, true, tokens, mask, row, pos, hash);
-  hash = hash_finish(hash);
-  for (std::int64_t p = pos; p < static_cast<std::int64_t>(tokens.extent(1)); ++p) {
-    tokens(row, p) = static_cast<token_t>(s.pad);
-    mask(row, p) = static_cast<mask_t>(0);
-  }
-  return hash;
+  write_half(s, n, key, rng, true, tokens, mask, row, pos, hash);
+  return hash_finish(hash);
 }
 
 /// True when `h` is in the sorted View `sorted` (binary search).
@@ -355,9 +350,36 @@ struct split_exclusions {
 
 namespace impl {
 
+/// PAD (mask 0) at every position of rows [0, B) past item first_item + b's length, a team per
+/// row. The item kernel's threads each write a whole row, one token after another, so the padding
+/// (more than half of a reference row on average) is written here, by a team whose consecutive
+/// threads take consecutive positions. The positions are disjoint from the item kernel's, and an
+/// item's length depends only on its index, so the two kernels need no ordering.
+template <class Space, class Tokens, class Mask>
+void fill_padding(Space const& space, recall_spec const& s, std::int64_t first_item,
+                  Tokens const& tokens, Mask const& mask) {
+  using token_t = typename Tokens::non_const_value_type;
+  using mask_t = typename Mask::non_const_value_type;
+  using policy = Kokkos::TeamPolicy<Space>;
+  std::int64_t const Lpad = static_cast<std::int64_t>(tokens.extent(1));
+  Kokkos::parallel_for(
+      "hax::data::fill_padding", policy(space, static_cast<int>(tokens.extent(0)), Kokkos::AUTO),
+      KOKKOS_LAMBDA(typename policy::member_type const& team) {
+        std::int64_t const b = team.league_rank();
+        int n[kMaxLevels];
+        item_sizes(s, first_item + b, n);
+        Kokkos::parallel_for(Kokkos::TeamVectorRange(team, item_length(s.levels, n), Lpad),
+                             [&](std::int64_t p) {
+                               tokens(b, p) = static_cast<token_t>(s.pad);
+                               mask(b, p) = static_cast<mask_t>(0);
+                             });
+      });
+}
+
 /// Generates rows [0, B) as items first_item + b of split `sp`; an item whose hash is in
 /// `exclude` is regenerated with attempt + 1 (at most kMaxAttempts); writes its hash to
-/// maybe_hashes(b) and counts items that ran out of attempts into failures().
+/// maybe_hashes(b) and counts items that ran out of attempts into failures(); then pads every row
+/// (fill_padding).
 template <class Space, class Tokens, class Mask, class Excl, class Hashes, class Failures>
 void generate_rows(Space const& space, recall_spec const& s, split sp, std::int64_t first_item,
                    Tokens const& tokens, Mask const& mask, Excl const& exclude,
@@ -382,6 +404,7 @@ void generate_rows(Space const& space, recall_spec const& s, split sp, std::int6
         if (attempt == kMaxAttempts) Kokkos::atomic_inc(&failures());
         if (has_hashes) maybe_hashes(b) = h;
       });
+  fill_padding(space, s, first_item, tokens, mask);
 }
 
 }  // namespace impl
