@@ -23,7 +23,7 @@
 #include <hax/core/error.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/activation.hpp>
-#include <hax/nn/impl/elementwise_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 #include <hax/nn/linear.hpp>
 #include <hax/nn/rope.hpp>
 
@@ -99,9 +99,9 @@ void mha_check(char const* op, SlidingWindowMhaConfig const& cfg, X const& x, WQ
     return w.extent(0) == r && w.extent(1) == c;
   };
   core::require(is(wq, inner, d) && is(wk, inner, d) && is(wv, inner, d), op, "w_q ",
-                nn::impl::dims_of(wq), ", w_k ", nn::impl::dims_of(wk), ", w_v ",
-                nn::impl::dims_of(wv), " must be (H·Dh, D) = (", inner, ", ", d, ")");
-  core::require(is(wo, d, inner), op, "w_o ", nn::impl::dims_of(wo), " must be (D, H·Dh) = (", d,
+                nn::impl::shape_of(wq), ", w_k ", nn::impl::shape_of(wk), ", w_v ",
+                nn::impl::shape_of(wv), " must be (H·Dh, D) = (", inner, ", ", d, ")");
+  core::require(is(wo, d, inner), op, "w_o ", nn::impl::shape_of(wo), " must be (D, H·Dh) = (", d,
                 ", ", inner, ")");
 }
 
@@ -132,11 +132,11 @@ sliding_window_mha_forward(Space const& space, SlidingWindowMhaConfig const& cfg
   using memory_space = typename Space::memory_space;
   using saved_type = SlidingWindowMhaSaved<T, memory_space>;
   impl::mha_check(op, cfg, x, w_q, w_k, w_v, w_o);
-  nn::impl::require_same_dims(op, "x", x, "y", y);
+  nn::impl::require_same_shape(op, "x", x, "y", y);
   int const B = x.extent_int(0), L = x.extent_int(1), H = cfg.num_heads, Dh = cfg.head_dim;
   bool const has_mask = maybe_pad_mask.is_allocated();
   core::require(!has_mask || (maybe_pad_mask.extent_int(0) == B && maybe_pad_mask.extent_int(1) == L),
-                op, "pad_mask ", nn::impl::dims_of(maybe_pad_mask), " must be (B, L) = (", B, ", ",
+                op, "pad_mask ", nn::impl::shape_of(maybe_pad_mask), " must be (B, L) = (", B, ", ",
                 L, ")");
 
   auto alloc4 = [&](char const* name) {
@@ -218,10 +218,10 @@ void sliding_window_mha_backward(Space const& space, SlidingWindowMhaConfig cons
   using T = typename DX::non_const_value_type;
   using memory_space = typename Space::memory_space;
   impl::mha_check(op, cfg, saved.x, w_q, w_k, w_v, w_o);
-  nn::impl::require_same_dims(op, "x", saved.x, "dy", dy);
-  nn::impl::require_same_dims(op, "x", saved.x, "dx", dx);
-  core::require(nn::impl::same_dims(dw_q, w_q) && nn::impl::same_dims(dw_k, w_k) &&
-                    nn::impl::same_dims(dw_v, w_v) && nn::impl::same_dims(dw_o, w_o),
+  nn::impl::require_same_shape(op, "x", saved.x, "dy", dy);
+  nn::impl::require_same_shape(op, "x", saved.x, "dx", dx);
+  core::require(nn::impl::same_shape(dw_q, w_q) && nn::impl::same_shape(dw_k, w_k) &&
+                    nn::impl::same_shape(dw_v, w_v) && nn::impl::same_shape(dw_o, w_o),
                 op, "dw_q, dw_k, dw_v, dw_o must match the shapes of their weights");
   int const B = dy.extent_int(0), L = dy.extent_int(1), H = cfg.num_heads, Dh = cfg.head_dim;
   core::require(saved.q.extent_int(2) == H && saved.q.extent_int(3) == Dh, op,

@@ -10,7 +10,7 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
-#include <hax/nn/impl/elementwise_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 
 namespace hax::nn {
 
@@ -65,9 +65,9 @@ namespace impl {
 
 /// Shared argument checks of the unary elementwise ops: every View (B, L, D) of one shape.
 template <class A, class B>
-void require_same_dims(char const* op, char const* a_name, A const& a, char const* b_name,
+void require_same_shape(char const* op, char const* a_name, A const& a, char const* b_name,
                        B const& b) {
-  core::require(same_dims(a, b), op, a_name, " ", dims_of(a), " and ", b_name, " ", dims_of(b),
+  core::require(same_shape(a, b), op, a_name, " ", shape_of(a), " and ", b_name, " ", shape_of(b),
                 " must have the same shape");
 }
 
@@ -95,7 +95,7 @@ template <execution_space Space, class X, class Y>
 void silu_forward(Space const& space, X const& x, Y const& y) {
   static_assert(X::rank() == 3 && Y::rank() == 3,
                 "hax::nn::silu_forward: x and y must be rank 3 (B, L, D)");
-  impl::require_same_dims("hax::nn::silu_forward", "x", x, "y", y);
+  impl::require_same_shape("hax::nn::silu_forward", "x", x, "y", y);
   core::for_each_row_major(
       "hax::nn::silu_forward", space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) { y(b, t, d) = silu(x(b, t, d)); });
@@ -116,8 +116,8 @@ template <execution_space Space, class DY, class X, class DX>
 void silu_backward(Space const& space, DY const& dy, X const& x, DX const& dx) {
   static_assert(DY::rank() == 3 && X::rank() == 3 && DX::rank() == 3,
                 "hax::nn::silu_backward: dy, x and dx must be rank 3 (B, L, D)");
-  impl::require_same_dims("hax::nn::silu_backward", "dy", dy, "x", x);
-  impl::require_same_dims("hax::nn::silu_backward", "dy", dy, "dx", dx);
+  impl::require_same_shape("hax::nn::silu_backward", "dy", dy, "x", x);
+  impl::require_same_shape("hax::nn::silu_backward", "dy", dy, "dx", dx);
   core::for_each_row_major(
       "hax::nn::silu_backward", space, dx.extent_int(0), dx.extent_int(1), dx.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) {
@@ -139,7 +139,7 @@ template <execution_space Space, class X, class Y>
 void softplus_forward(Space const& space, X const& x, Y const& y) {
   static_assert(X::rank() == 3 && Y::rank() == 3,
                 "hax::nn::softplus_forward: x and y must be rank 3 (B, L, D)");
-  impl::require_same_dims("hax::nn::softplus_forward", "x", x, "y", y);
+  impl::require_same_shape("hax::nn::softplus_forward", "x", x, "y", y);
   core::for_each_row_major(
       "hax::nn::softplus_forward", space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) { y(b, t, d) = softplus(x(b, t, d)); });
@@ -159,8 +159,8 @@ template <execution_space Space, class DY, class X, class DX>
 void softplus_backward(Space const& space, DY const& dy, X const& x, DX const& dx) {
   static_assert(DY::rank() == 3 && X::rank() == 3 && DX::rank() == 3,
                 "hax::nn::softplus_backward: dy, x and dx must be rank 3 (B, L, D)");
-  impl::require_same_dims("hax::nn::softplus_backward", "dy", dy, "x", x);
-  impl::require_same_dims("hax::nn::softplus_backward", "dy", dy, "dx", dx);
+  impl::require_same_shape("hax::nn::softplus_backward", "dy", dy, "x", x);
+  impl::require_same_shape("hax::nn::softplus_backward", "dy", dy, "dx", dx);
   core::for_each_row_major(
       "hax::nn::softplus_backward", space, dx.extent_int(0), dx.extent_int(1), dx.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) {

@@ -15,7 +15,7 @@
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
 #include <hax/nn/activation.hpp>
-#include <hax/nn/impl/elementwise_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 
 namespace hax::nn {
 
@@ -49,17 +49,17 @@ constexpr int conv_chunk() {
 template <class X, class W, class Bias, class M, class Y>
 void conv1d_check(char const* op, X const& x, W const& w, Bias const& bias, M const& maybe_mask,
                   char const* act_name, Y const& act) {
-  require_same_dims(op, "x", x, act_name, act);
-  core::require(w.extent(0) == x.extent(2), op, "w ", dims_of(w),
-                " must be (C, K) with C the channels of x ", dims_of(x));
-  core::require(w.extent(1) >= 1 && w.extent_int(1) <= kMaxConvWidth, op, "w ", dims_of(w),
+  require_same_shape(op, "x", x, act_name, act);
+  core::require(w.extent(0) == x.extent(2), op, "w ", shape_of(w),
+                " must be (C, K) with C the channels of x ", shape_of(x));
+  core::require(w.extent(1) >= 1 && w.extent_int(1) <= kMaxConvWidth, op, "w ", shape_of(w),
                 ": the width K must be in [1, ", kMaxConvWidth, "]");
-  core::require(bias.extent(0) == x.extent(2), op, "bias ", dims_of(bias),
-                " needs one entry per channel of x ", dims_of(x));
+  core::require(bias.extent(0) == x.extent(2), op, "bias ", shape_of(bias),
+                " needs one entry per channel of x ", shape_of(x));
   core::require(!maybe_mask.is_allocated() ||
                     (maybe_mask.extent(0) == x.extent(0) && maybe_mask.extent(1) == x.extent(1)),
-                op, "maybe_mask ", dims_of(maybe_mask), " must be empty or (B, L) of x ",
-                dims_of(x));
+                op, "maybe_mask ", shape_of(maybe_mask), " must be empty or (B, L) of x ",
+                shape_of(x));
 }
 
 /// x(b, t, c), zeroed at pad positions when kMask (nonzero mask = real token).
@@ -284,9 +284,9 @@ void conv1d_backward(Space const& space, DY const& dy, X const& x, W const& w, B
                 "maybe_mask (B, L)");
   constexpr char const* op = "hax::nn::conv1d_backward";
   impl::conv1d_check(op, x, w, bias, maybe_mask, "dy", dy);
-  impl::require_same_dims(op, "x", x, "dx", dx);
-  impl::require_same_dims(op, "w", w, "dw", dw);
-  impl::require_same_dims(op, "bias", bias, "dbias", dbias);
+  impl::require_same_shape(op, "x", x, "dx", dx);
+  impl::require_same_shape(op, "w", w, "dw", dw);
+  impl::require_same_shape(op, "bias", bias, "dbias", dbias);
   core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
     impl::conv1d_backward_kernel<false, kMask>(space, dy, x, w, bias, maybe_mask, dx, dw, dbias);
   });
@@ -343,9 +343,9 @@ void conv1d_silu_backward(Space const& space, DY const& dy, X const& x, W const&
                 "(C), maybe_mask (B, L)");
   constexpr char const* op = "hax::nn::conv1d_silu_backward";
   impl::conv1d_check(op, x, w, bias, maybe_mask, "dy", dy);
-  impl::require_same_dims(op, "x", x, "dx", dx);
-  impl::require_same_dims(op, "w", w, "dw", dw);
-  impl::require_same_dims(op, "bias", bias, "dbias", dbias);
+  impl::require_same_shape(op, "x", x, "dx", dx);
+  impl::require_same_shape(op, "w", w, "dw", dw);
+  impl::require_same_shape(op, "bias", bias, "dbias", dbias);
   core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
     impl::conv1d_backward_kernel<true, kMask>(space, dy, x, w, bias, maybe_mask, dx, dw, dbias);
   });

@@ -21,7 +21,7 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
-#include <hax/nn/impl/linear_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 
 #include <cstdint>
 #include <type_traits>

@@ -17,7 +17,7 @@
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
 #include <hax/nn/activation.hpp>
-#include <hax/nn/impl/elementwise_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 
 namespace hax::nn {
 
@@ -33,8 +33,8 @@ void silu_gate_forward(Space const& space, A const& a, Z const& z, Y const& y) {
   static_assert(A::rank() == 3 && Z::rank() == 3 && Y::rank() == 3,
                 "hax::nn::silu_gate_forward: a, z and y must be rank 3 (B, L, D)");
   constexpr char const* op = "hax::nn::silu_gate_forward";
-  impl::require_same_dims(op, "a", a, "z", z);
-  impl::require_same_dims(op, "a", a, "y", y);
+  impl::require_same_shape(op, "a", a, "z", z);
+  impl::require_same_shape(op, "a", a, "y", y);
   core::for_each_row_major(
       op, space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int b, int t, int d) { y(b, t, d) = a(b, t, d) * silu(z(b, t, d)); });
@@ -59,10 +59,10 @@ void silu_gate_backward(Space const& space, DY const& dy, A const& a, Z const& z
                     DZ::rank() == 3,
                 "hax::nn::silu_gate_backward: dy, a, z, da and dz must be rank 3 (B, L, D)");
   constexpr char const* op = "hax::nn::silu_gate_backward";
-  impl::require_same_dims(op, "dy", dy, "a", a);
-  impl::require_same_dims(op, "dy", dy, "z", z);
-  impl::require_same_dims(op, "dy", dy, "da", da);
-  impl::require_same_dims(op, "dy", dy, "dz", dz);
+  impl::require_same_shape(op, "dy", dy, "a", a);
+  impl::require_same_shape(op, "dy", dy, "z", z);
+  impl::require_same_shape(op, "dy", dy, "da", da);
+  impl::require_same_shape(op, "dy", dy, "dz", dz);
   using value_type = typename DA::non_const_value_type;
   core::for_each_row_major(
       op, space, dy.extent_int(0), dy.extent_int(1), dy.extent_int(2), KOKKOS_LAMBDA(int b, int t, int d) {
@@ -89,8 +89,8 @@ void add_forward(Space const& space, A const& a, B const& b, Y const& y) {
   static_assert(A::rank() == 3 && B::rank() == 3 && Y::rank() == 3,
                 "hax::nn::add_forward: a, b and y must be rank 3 (B, L, D)");
   constexpr char const* op = "hax::nn::add_forward";
-  impl::require_same_dims(op, "a", a, "b", b);
-  impl::require_same_dims(op, "a", a, "y", y);
+  impl::require_same_shape(op, "a", a, "b", b);
+  impl::require_same_shape(op, "a", a, "y", y);
   core::for_each_row_major(
       op, space, y.extent_int(0), y.extent_int(1), y.extent_int(2),
       KOKKOS_LAMBDA(int i, int t, int d) { y(i, t, d) = a(i, t, d) + b(i, t, d); });
@@ -112,7 +112,7 @@ void add_backward(Space const& space, DY const& dy, DX const& dx) {
   static_assert(DY::rank() == 3 && DX::rank() == 3,
                 "hax::nn::add_backward: dy and dx must be rank 3 (B, L, D)");
   constexpr char const* op = "hax::nn::add_backward";
-  impl::require_same_dims(op, "dy", dy, "dx", dx);
+  impl::require_same_shape(op, "dy", dy, "dx", dx);
   core::for_each_row_major(
       op, space, dx.extent_int(0), dx.extent_int(1), dx.extent_int(2),
       KOKKOS_LAMBDA(int i, int t, int d) { dx(i, t, d) += dy(i, t, d); });
@@ -140,11 +140,11 @@ void gated_scale_add_forward(Space const& space, A const& a, B const& b, E const
                 "hax::nn::gated_scale_add_forward: a, b, z and y must be rank 3 (B, L, D)");
   static_assert(E::rank() == 1, "hax::nn::gated_scale_add_forward: e must be rank 1 (D)");
   constexpr char const* op = "hax::nn::gated_scale_add_forward";
-  impl::require_same_dims(op, "a", a, "b", b);
-  impl::require_same_dims(op, "a", a, "z", z);
-  impl::require_same_dims(op, "a", a, "y", y);
-  core::require(e.extent(0) == a.extent(2), op, "e ", impl::dims_of(e),
-                " needs one entry per channel of a ", impl::dims_of(a));
+  impl::require_same_shape(op, "a", a, "b", b);
+  impl::require_same_shape(op, "a", a, "z", z);
+  impl::require_same_shape(op, "a", a, "y", y);
+  core::require(e.extent(0) == a.extent(2), op, "e ", impl::shape_of(e),
+                " needs one entry per channel of a ", impl::shape_of(a));
   core::for_each_row_major(
       op, space, y.extent_int(0), y.extent_int(1), y.extent_int(2), KOKKOS_LAMBDA(int i, int t, int d) {
         y(i, t, d) = a(i, t, d) + b(i, t, d) * e(d) * silu(z(i, t, d));
@@ -228,16 +228,16 @@ void gated_scale_add_backward(Space const& space, DY const& dy, B const& b, E co
   static_assert(E::rank() == 1 && DE::rank() == 1,
                 "hax::nn::gated_scale_add_backward: e and de must be rank 1 (D)");
   constexpr char const* op = "hax::nn::gated_scale_add_backward";
-  impl::require_same_dims(op, "dy", dy, "b", b);
-  impl::require_same_dims(op, "dy", dy, "z", z);
-  impl::require_same_dims(op, "dy", dy, "db", db);
-  impl::require_same_dims(op, "dy", dy, "dz", dz);
+  impl::require_same_shape(op, "dy", dy, "b", b);
+  impl::require_same_shape(op, "dy", dy, "z", z);
+  impl::require_same_shape(op, "dy", dy, "db", db);
+  impl::require_same_shape(op, "dy", dy, "dz", dz);
   bool const has_da = maybe_da.is_allocated();
-  core::require(!has_da || impl::same_dims(dy, maybe_da), op, "maybe_da ",
-                impl::dims_of(maybe_da), " must be empty or have dy's shape ", impl::dims_of(dy));
+  core::require(!has_da || impl::same_shape(dy, maybe_da), op, "maybe_da ",
+                impl::shape_of(maybe_da), " must be empty or have dy's shape ", impl::shape_of(dy));
   core::require(e.extent(0) == dy.extent(2) && de.extent(0) == dy.extent(2), op, "e ",
-                impl::dims_of(e), " and de ", impl::dims_of(de),
-                " need one entry per channel of dy ", impl::dims_of(dy));
+                impl::shape_of(e), " and de ", impl::shape_of(de),
+                " need one entry per channel of dy ", impl::shape_of(dy));
   core::dispatch_bool(has_da, [&]<bool kHasDa>() {
     impl::gated_scale_add_backward_kernel<kHasDa>(space, dy, b, e, z, maybe_da, db, de, dz);
   });

@@ -15,7 +15,7 @@
 
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
-#include <hax/nn/impl/linear_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 #include <hax/nn/linear.hpp>
 
 #include <cstddef>

@@ -13,7 +13,7 @@
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
-#include <hax/nn/impl/linear_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 
 #include <type_traits>
 

@@ -14,7 +14,7 @@
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
 #include <hax/nn/activation.hpp>
-#include <hax/nn/impl/elementwise_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 
 namespace hax::nn {
 
@@ -33,14 +33,14 @@ template <bool kGated, class X, class Z, class W, class Y, class R>
 void rms_norm_check_forward(char const* op, X const& x, Z const& z, W const& w,
                             char const* y_name, Y const& y, R const& rstd, double eps) {
   if constexpr (kGated) {
-    require_same_dims(op, "x", x, "z", z);
+    require_same_shape(op, "x", x, "z", z);
   }
-  require_same_dims(op, "x", x, y_name, y);
-  core::require(w.extent(0) == x.extent(2), op, "w ", dims_of(w),
-                " needs one entry per channel of x ", dims_of(x));
+  require_same_shape(op, "x", x, y_name, y);
+  core::require(w.extent(0) == x.extent(2), op, "w ", shape_of(w),
+                " needs one entry per channel of x ", shape_of(x));
   core::require(rstd.extent(0) == x.extent(0) && rstd.extent(1) == x.extent(1), op, "rstd ",
-                dims_of(rstd), " must be (B, L) of x ", dims_of(x));
-  core::require(x.extent(2) > 0, op, "x ", dims_of(x), " has no channels to normalise");
+                shape_of(rstd), " must be (B, L) of x ", shape_of(x));
+  core::require(x.extent(2) > 0, op, "x ", shape_of(x), " has no channels to normalise");
   core::require(eps > 0.0, op, "eps (", eps, ") must be positive");
 }
 
@@ -218,9 +218,9 @@ void rms_norm_backward(Space const& space, DY const& dy, X const& x, W const& w,
                 "hax::nn::rms_norm_backward: w, dw must be rank 1 (D) and rstd rank 2 (B, L)");
   constexpr char const* op = "hax::nn::rms_norm_backward";
   impl::rms_norm_check_forward<false>(op, x, x, w, "dy", dy, rstd, 1.0);
-  impl::require_same_dims(op, "x", x, "dx", dx);
-  core::require(dw.extent(0) == w.extent(0), op, "dw ", impl::dims_of(dw), " vs w ",
-                impl::dims_of(w), ": shapes differ");
+  impl::require_same_shape(op, "x", x, "dx", dx);
+  core::require(dw.extent(0) == w.extent(0), op, "dw ", impl::shape_of(dw), " vs w ",
+                impl::shape_of(w), ": shapes differ");
   impl::rms_norm_backward_kernel<false>(space, dy, x, x, w, rstd, dx, dx, dw);
 }
 
@@ -274,10 +274,10 @@ void gated_rms_norm_backward(Space const& space, DY const& dy, X const& x, Z con
                 "hax::nn::gated_rms_norm_backward: w, dw must be rank 1 (D) and rstd rank 2");
   constexpr char const* op = "hax::nn::gated_rms_norm_backward";
   impl::rms_norm_check_forward<true>(op, x, z, w, "dy", dy, rstd, 1.0);
-  impl::require_same_dims(op, "x", x, "dx", dx);
-  impl::require_same_dims(op, "x", x, "dz", dz);
-  core::require(dw.extent(0) == w.extent(0), op, "dw ", impl::dims_of(dw), " vs w ",
-                impl::dims_of(w), ": shapes differ");
+  impl::require_same_shape(op, "x", x, "dx", dx);
+  impl::require_same_shape(op, "x", x, "dz", dz);
+  core::require(dw.extent(0) == w.extent(0), op, "dw ", impl::shape_of(dw), " vs w ",
+                impl::shape_of(w), ": shapes differ");
   impl::rms_norm_backward_kernel<true>(space, dy, x, z, w, rstd, dx, dz, dw);
 }
 

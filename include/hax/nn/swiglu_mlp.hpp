@@ -15,7 +15,7 @@
 #include <hax/core/error.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/elementwise.hpp>
-#include <hax/nn/impl/elementwise_shape.hpp>
+#include <hax/nn/impl/shape.hpp>
 #include <hax/nn/linear.hpp>
 
 #include <string>
@@ -33,13 +33,13 @@ void swiglu_check(char const* op, X const& x, WG const& w_gate, WU const& w_up, 
                 "hax::nn::swiglu_mlp: the weights must be rank 2 (I, D), (I, D), (D, I)");
   auto const D = x.extent(2), I = w_gate.extent(0);
   core::require(w_gate.extent(1) == D && w_up.extent(0) == I && w_up.extent(1) == D, op,
-                "w_gate ", dims_of(w_gate), " and w_up ", dims_of(w_up),
-                " must both be (I, D) with D = ", D, " the width of x ", dims_of(x));
-  core::require(w_down.extent(0) == D && w_down.extent(1) == I, op, "w_down ", dims_of(w_down),
+                "w_gate ", shape_of(w_gate), " and w_up ", shape_of(w_up),
+                " must both be (I, D) with D = ", D, " the width of x ", shape_of(x));
+  core::require(w_down.extent(0) == D && w_down.extent(1) == I, op, "w_down ", shape_of(w_down),
                 " must be (D, I) = (", D, ", ", I, ")");
   core::require(gate.extent(0) == x.extent(0) && gate.extent(1) == x.extent(1) &&
-                    gate.extent(2) == I && same_dims(gate, up),
-                op, "gate ", dims_of(gate), " and up ", dims_of(up), " must be (B, L, I) = (",
+                    gate.extent(2) == I && same_shape(gate, up),
+                op, "gate ", shape_of(gate), " and up ", shape_of(up), " must be (B, L, I) = (",
                 x.extent(0), ", ", x.extent(1), ", ", I, ")");
 }
 
@@ -64,7 +64,7 @@ void swiglu_mlp_forward(Space const& space, X const& x, WG const& w_gate, WU con
   constexpr char const* op = "hax::nn::swiglu_mlp_forward";
   static_assert(Y::rank() == 3, "hax::nn::swiglu_mlp_forward: y must be rank 3 (B, L, D)");
   impl::swiglu_check(op, x, w_gate, w_up, w_down, gate, up);
-  impl::require_same_dims(op, "x", x, "y", y);
+  impl::require_same_shape(op, "x", x, "y", y);
   using T = typename Y::non_const_value_type;
   auto const h = uninitialized_view<T***>(space, "hax::nn::swiglu_mlp::h", gate.extent(0),
                                           gate.extent(1), gate.extent(2));  // (B, L, I)
@@ -105,13 +105,13 @@ void swiglu_mlp_backward(Space const& space, DY const& dy, X const& x, WG const&
   static_assert(DY::rank() == 3 && DX::rank() == 3,
                 "hax::nn::swiglu_mlp_backward: dy and dx must be rank 3 (B, L, D)");
   impl::swiglu_check(op, x, w_gate, w_up, w_down, gate, up);
-  impl::require_same_dims(op, "x", x, "dy", dy);
-  impl::require_same_dims(op, "x", x, "dx", dx);
-  core::require(impl::same_dims(dw_gate, w_gate) && impl::same_dims(dw_up, w_up) &&
-                    impl::same_dims(dw_down, w_down),
-                op, "dw_gate ", impl::dims_of(dw_gate), ", dw_up ", impl::dims_of(dw_up),
-                ", dw_down ", impl::dims_of(dw_down), " must match their weights ",
-                impl::dims_of(w_gate), ", ", impl::dims_of(w_up), ", ", impl::dims_of(w_down));
+  impl::require_same_shape(op, "x", x, "dy", dy);
+  impl::require_same_shape(op, "x", x, "dx", dx);
+  core::require(impl::same_shape(dw_gate, w_gate) && impl::same_shape(dw_up, w_up) &&
+                    impl::same_shape(dw_down, w_down),
+                op, "dw_gate ", impl::shape_of(dw_gate), ", dw_up ", impl::shape_of(dw_up),
+                ", dw_down ", impl::shape_of(dw_down), " must match their weights ",
+                impl::shape_of(w_gate), ", ", impl::shape_of(w_up), ", ", impl::shape_of(w_down));
   using T = typename DX::non_const_value_type;
   using buffer = Kokkos::View<T***, Kokkos::LayoutRight, typename Space::memory_space>;
   auto const B = gate.extent(0), L = gate.extent(1), I = gate.extent(2);

@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: MIT
 /// \file
 /// Pieces shared by the state-space kernels: softplus and its derivative in device code, the
-/// shape printer for error messages, the run-time N to compile-time state capacity switch that
-/// lets a thread keep its N-vector of state in registers / on its stack, the flat-index split of
-/// the thread-per-element kernels, and the per-state step of the scan's reverse sweep.
+/// shape printer for error messages (core::shape_of), the run-time N to compile-time state
+/// capacity switch that lets a thread keep its N-vector of state in registers / on its stack, the
+/// flat-index split of the thread-per-element kernels, and the per-state step of the scan's
+/// reverse sweep.
 #pragma once
 
 #include <Kokkos_Core.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <hax/core/error.hpp>
-#include <string>
+#include <hax/core/shape.hpp>
 #include <type_traits>
 
 namespace hax::ssm::impl {
@@ -28,18 +29,7 @@ KOKKOS_INLINE_FUNCTION T sigmoid(T x) {
   return T(1) / (T(1) + Kokkos::exp(-x));
 }
 
-/// The extents of `v` as "(e0, e1, ...)".
-template <class View>
-std::string shape_of(View const& v) {
-  std::string out = "(";
-  for (std::size_t r = 0; r < View::rank(); ++r) {
-    if (r > 0) {
-      out += ", ";
-    }
-    out += std::to_string(v.extent(r));
-  }
-  return out + ")";
-}
+using core::shape_of;
 
 /// Largest state size N (scan) supported by the per-thread state arrays.
 inline constexpr int kMaxStateSize = 256;
@@ -96,8 +86,8 @@ struct StateAdjoint {
 /// The terms for state n: g the adjoint carried from later steps, h_prev = h_{t-1}[n], a = A[n],
 /// e = exp(dt a), b = B_t[n], c = C_t[n].
 template <class T>
-KOKKOS_INLINE_FUNCTION StateAdjoint<T> state_adjoint(T g, T h_prev, T a, T e, T b, T c, T dt,
-                                                     T u, T dy) {
+KOKKOS_INLINE_FUNCTION StateAdjoint<T> state_adjoint(T g, T h_prev, T a, T e, T b, T c, T dt, T u,
+                                                     T dy) {
   T const G = g + dy * c;
   return {G, G * (a * e * h_prev + b * u), G * dt * b, G * dt * e * h_prev, G * e};
 }
