@@ -9,12 +9,14 @@
 ///
 ///   joint_recall table --bases mamba,mamba2 --sparse all --seeds 1,2,3 --lrs 3e-3,1e-3,3e-4
 ///                      --steps N [--out results] [--protocol small|reference]
-///                      [--semantics causal|reference] [--dry-run]
+///                      [--semantics causal|reference] [--dry-run | --report-only]
 ///
 /// Resumable: a run whose result.json matches its config is skipped; any other run is started
 /// with resume on, so one with a checkpoint continues from last.haxckpt (the trainer refuses a
 /// checkpoint of another model, data or protocol). Raising --steps turns finished runs into
-/// "stale" ones that continue from their last checkpoint.
+/// "stale" ones that continue from their last checkpoint. --report-only trains nothing and writes
+/// the outputs from the runs that are done, e.g. after cells ran as separate processes
+/// (docs/table.md).
 #pragma once
 
 #include <hax/train/report.hpp>
@@ -43,6 +45,7 @@ struct table_options {
   std::string protocol = "small";
   std::string semantics = "causal";
   bool dry_run = false;
+  bool report_only = false;  // write the outputs from the done runs, train nothing
   // Pass-throughs to every run (the protocol's values otherwise), e.g. for a tiny smoke table.
   std::optional<std::int64_t> warmup, eval_every, eval_items, test_items, log_every;
   std::optional<int> batch, n_min, n_max;
@@ -198,6 +201,13 @@ inline void run(table_options const& t) {
     }
     return;
   }
+  if (t.report_only) {
+    write_outputs(t, g, runs, configs);
+    std::printf("wrote %s/{table.md, table.csv, table.svg, curves.svg} from the %d done run(s); "
+                "the other %d are \"—\" in the table\n",
+                t.out.c_str(), counts[3], static_cast<int>(runs.size()) - counts[3]);
+    return;
+  }
   int failed = 0;
   for (std::size_t i = 0; i < runs.size(); ++i) {
     if (states[i] == hax::train::RunState::done) continue;
@@ -249,7 +259,12 @@ inline void add_table_command(CLI::App& app, bool& ran) {
   cmd->add_option("--out", o.out, "output directory")->capture_default_str();
   cmd->add_option("--protocol", o.protocol, "small | reference")->capture_default_str();
   cmd->add_option("--semantics", o.semantics, "causal | reference")->capture_default_str();
-  cmd->add_flag("--dry-run", o.dry_run, "print the plan (cells, runs, which are done) and stop");
+  auto* dry = cmd->add_flag("--dry-run", o.dry_run,
+                            "print the plan (cells, runs, which are done) and stop");
+  cmd->add_flag("--report-only", o.report_only,
+                "train nothing: write the table from the runs that are done (the others show "
+                "as \"—\")")
+      ->excludes(dry);
   cmd->add_option("--warmup", o.warmup, "warm-up updates of every run");
   cmd->add_option("--batch", o.batch, "batch size of every run");
   cmd->add_option("--eval-every", o.eval_every, "validate every N updates");
