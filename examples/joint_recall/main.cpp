@@ -15,7 +15,7 @@
 ///                                     and decoded items
 ///   joint_recall train ...            train one model (train.hpp)
 ///   joint_recall table --bases mamba,mamba2 --sparse all --seeds 1,2,3 --lrs 3e-3,1e-3,3e-4
-///                      --steps N [--out results] [--dry-run]
+///                      --steps N [--out results] [--dry-run | --report-only]
 ///                                     run the Table 3 grid and write table.md/.csv/.svg
 ///                                     (table.hpp, docs/table.md)
 #include <hax/core/cli.hpp>

@@ -203,9 +203,9 @@ inline void run(table_options const& t) {
   }
   if (t.report_only) {
     write_outputs(t, g, runs, configs);
-    std::printf("wrote %s/{table.md, table.csv, table.svg, curves.svg} from the %d done run(s); "
-                "the other %d are \"—\" in the table\n",
-                t.out.c_str(), counts[3], static_cast<int>(runs.size()) - counts[3]);
+    std::printf("wrote %s/{table.md, table.csv, table.svg, curves.svg} from the %d of %zu runs "
+                "that are done; trained nothing (cells with no done run show \"—\")\n",
+                t.out.c_str(), counts[3], runs.size());
     return;
   }
   int failed = 0;

@@ -36,6 +36,7 @@
 #include <hax/core/policies.hpp>
 #include <hax/core/random.hpp>
 #include <hax/core/scratch.hpp>
+#include <hax/core/shape.hpp>
 #include <hax/core/views.hpp>
 #include <hax/io/checkpoint.hpp>
 #include <hax/io/safetensors.hpp>

@@ -11,8 +11,8 @@ namespace hax::nn::impl {
 using core::same_shape;
 using core::shape_of;
 
-/// Rows per work item of the column sums of parameter gradients (dw of RMSNorm, de of the scaled
-/// gate): enough rows to amortise one atomic per column and chunk, few enough that B·L = 67 648
+/// Rows per work item of the column sums of parameter gradients (de of the scaled gate,
+/// nn/elementwise.hpp): enough rows to amortise one atomic per column and chunk, few enough that B·L = 67 648
 /// rows still give every thread (and every GPU warp) work.
 inline constexpr int kRowsPerChunk = 128;
 
