@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /// \file
 /// Host-side helpers for argument checks: a View's extents printed as "(2, 7, 16)", so that an
-/// error message can name the shapes it compares, and an extent-by-extent comparison.
+/// error message can name the shapes it compares, an extent-by-extent comparison, and the check
+/// that two Views have one shape.
 #pragma once
+
+#include <hax/core/error.hpp>
 
 #include <cstddef>
 #include <string>
@@ -34,6 +37,15 @@ bool same_shape(A const& a, B const& b) {
     }
   }
   return true;
+}
+
+/// Throws hax::invalid_argument naming `op`, both Views and their shapes unless `a` and `b` have
+/// the same shape.
+template <class A, class B>
+void require_same_shape(char const* op, char const* a_name, A const& a, char const* b_name,
+                        B const& b) {
+  require(same_shape(a, b), op, a_name, " ", shape_of(a), " and ", b_name, " ", shape_of(b),
+          " must have the same shape");
 }
 
 }  // namespace hax::core

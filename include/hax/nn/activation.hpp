@@ -63,15 +63,6 @@ KOKKOS_INLINE_FUNCTION T softplus_derivative(T x) {
 
 namespace impl {
 
-/// Shared argument check of the nn ops (and the sliding-window attention): `a` and `b` have one
-/// shape, else an error that names both and prints their shapes.
-template <class A, class B>
-void require_same_shape(char const* op, char const* a_name, A const& a, char const* b_name,
-                        B const& b) {
-  core::require(same_shape(a, b), op, a_name, " ", shape_of(a), " and ", b_name, " ", shape_of(b),
-                " must have the same shape");
-}
-
 /// Iteration over (B, L, D) with D fastest, so neighbouring work items touch neighbouring
 /// addresses of LayoutRight Views on every backend (the default order on CUDA would be Left).
 template <class Space>

@@ -8,6 +8,7 @@
 
 namespace hax::nn::impl {
 
+using core::require_same_shape;
 using core::same_shape;
 using core::shape_of;
 
