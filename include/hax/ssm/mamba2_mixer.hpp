@@ -54,6 +54,11 @@ struct Mamba2Config {
   /// The HAX branch, if any; its d_inner and state_size must be the mixer's (0 = take them).
   std::optional<attn::SparseBranchConfig> sparse;
   double e_init = 1.0;      ///< initial value of E (the released code: 1; the paper's NL runs: 0)
+  /// With a pad mask, the SSD skips the steps after each row's last real token
+  /// (SsdInputs::lengths): its output there is 0 instead of the scan of the pads. Under causal
+  /// semantics that cannot change an output at a real position, so models set it then; under
+  /// reference semantics the pads' values feed the sequence-wide statistics, so it stays off.
+  bool skip_padding = false;
 };
 
 /// The Mamba-2 mixer (stateless: parameters live in an nn::ParameterStore under a prefix).
@@ -138,6 +143,7 @@ class Mamba2Mixer {
     view<T***> scan;            // (B, L, E) the SSD output (+ attn ⊙ E with the branch)
     view<T**> rstd;             // (B, L) of the gated RMSNorm (out_proj's input is recomputed)
     SsdSaved<T, memory_space> ssd_saved;  // (B, H, n_chunks, P, N) chunk states
+    view<int*> lengths;         // (B) steps the SSD computes (skip_padding), else empty
     typename impl::HybridBranch<Space, T>::Saved hybrid;  // the branch's (only with `sparse`)
   };
 
@@ -201,6 +207,10 @@ class Mamba2Mixer {
     s.A = uninitialized_view<T*>(space, "hax::ssm::mamba2_A", H);
     impl::negative_exp(space, store.template value<1>(p + "A_log"), s.A);
     s.scan = uninitialized_view<T***>(space, "hax::ssm::mamba2_scan", B, L, E);
+    if (config_.skip_padding && s.has_mask) {
+      s.lengths = uninitialized_view<int*>(space, "hax::ssm::mamba2_lengths", B);
+      impl::real_extent(space, s.mask, s.lengths);
+    }
     s.ssd_saved = ssd_forward(space, ssd_inputs(store, p, s), heads(s.scan, P),
                               ChunkBoundaries{config_.chunk_size});
     if (hybrid_.enabled()) {  // scan += attn ⊙ E, attn from the SSD's own input x
@@ -411,6 +421,7 @@ class Mamba2Mixer {
     in.Bm = s.Bm;
     in.Cm = s.Cm;
     in.Dskip = store.template value<1>(p + "D");
+    in.lengths = s.lengths;
     return in;
   }
 

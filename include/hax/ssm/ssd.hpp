@@ -46,6 +46,12 @@ struct SsdInputs {
   view<T const***> Bm;     // (B, L, N)  one group shared by the heads
   view<T const***> Cm;     // (B, L, N)
   view<T const*> Dskip;    // (H)
+  /// (B) optional; empty = every row has L steps. Positions t >= lengths(b) are absent: y there
+  /// is 0, dy there is ignored and their gradients are 0, exactly as if row b ended there, and
+  /// their tiles cost nothing. Under causal semantics the steps after a row's last real token
+  /// cannot change a real output, so the mixers pass it to skip padding. Read on the device
+  /// (values clamped to [0, L]; no host synchronisation).
+  view<int const*> lengths;
 };
 
 /// Gradients of SSD: input gradients written (=), parameter gradients (ddt_bias, dA, dD)
@@ -89,6 +95,8 @@ void check_ssd(char const* op, SsdInputs<T, Mem> const& in, Y const& y, int chun
                 shape_of(in.Cm), " must match B ", shape_of(in.Bm), " (B, L, N)");
   core::require(y.extent(0) == B && y.extent(1) == L && y.extent(2) == H && y.extent(3) == P, op,
                 "y/dy ", shape_of(y), " must match x ", shape_of(x), " (B, L, H, P)");
+  core::require(in.lengths.extent(0) == 0 || in.lengths.extent(0) == B, op, "lengths ",
+                shape_of(in.lengths), " must be empty or (B) for x ", shape_of(x), " (B, L, H, P)");
 }
 
 }  // namespace impl

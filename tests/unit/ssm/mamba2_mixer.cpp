@@ -7,6 +7,7 @@
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
+#include <catch2/matchers/catch_matchers_floating_point.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <algorithm>
@@ -126,7 +127,10 @@ TEST_CASE("Mamba2Mixer gradients of every parameter and the input match finite d
           "[ssm][mamba2_mixer]") {
   using T = double;
   std::size_t const B = 2, L = 9;
-  hax::ssm::Mamba2Mixer<test_space, T> const mixer(small_config(4));
+  auto config = small_config(4);
+  config.skip_padding = GENERATE(false, true);  // with it the SSD's output at pads is 0
+  CAPTURE(config.skip_padding);
+  hax::ssm::Mamba2Mixer<test_space, T> const mixer(config);
   auto store = make_store(mixer, 3);
   perturb_all(store);
   test_space space;
@@ -194,6 +198,66 @@ TEST_CASE("Mamba2Mixer: right padding never changes the outputs at real position
   auto const yv = hax::test::to_vector(yp);
   hax::test::check_close(std::vector<double>(yv.begin(), yv.begin() + real * 6),
                          hax::test::to_vector(ys), 1e-12, 1e-13, "y at real positions");
+}
+
+TEST_CASE("Mamba2Mixer: skip_padding changes no real output and no gradient", "[ssm][mamba2_mixer]") {
+  // With skip_padding the SSD stops after each row's last real token. Where the loss has no
+  // gradient after that token (causal semantics: only real positions are scored), every output at
+  // a real position, the input gradient and every parameter gradient equal those of the full scan.
+  using T = double;
+  std::size_t const B = 4, L = 13, D = 6;
+  auto config = small_config(4);
+  hax::ssm::Mamba2Mixer<test_space, T> const full(config);
+  config.skip_padding = true;
+  hax::ssm::Mamba2Mixer<test_space, T> const skipping(config);
+  auto store = make_store(full, 41);
+  perturb_all(store);
+  test_space space;
+  hax::attn::StepContext const ctx;
+  loss_view<T> gate_loss("gate_loss");
+  // rows: all real; 5 real; no real token; real tokens around a hole (last real at t = 8)
+  auto hmask = right_pad_mask(B, L, {L, 5, 0, 9});
+  for (std::size_t t = 4; t < 7; ++t) hmask[3 * L + t] = 0.0;
+  std::vector<std::size_t> const extent = {L, 5, 0, 9};  // 1 + the last real position
+  mask_view mask("mask", B, L);
+  hax::test::from_vector(mask, hmask);
+  act<T> x("x", B, L, D), dy("dy", B, L, D);
+  hax::test::fill_random(x, 42, -2.0, 2.0);
+  auto hdy = hax::test::random_vector(B * L * D, 43);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (std::size_t i = extent[b] * D; i < L * D; ++i) hdy[b * L * D + i] = 0.0;
+  }
+  hax::test::from_vector(dy, hdy);
+  auto run = [&](hax::ssm::Mamba2Mixer<test_space, T> const& mixer, act<T> const& y,
+                 act<T> const& dx) {
+    hax::test::from_vector(store.grads(), std::vector<double>(store.grads().span(), 0.0));
+    auto const saved = mixer.forward(space, store, kPrefix, x, mask, y, gate_loss, ctx);
+    mixer.backward(space, store, kPrefix, saved, dy, dx, ctx);
+    space.fence();
+    if (&mixer == &skipping) {  // the SSD really stops after each row's last real token
+      REQUIRE(saved.lengths.extent(0) == B);
+      auto const lengths = hax::test::to_vector(saved.lengths);
+      CHECK(lengths == std::vector<double>(extent.begin(), extent.end()));
+    } else {
+      CHECK(saved.lengths.extent(0) == 0);
+    }
+    return hax::test::to_vector(store.grads());
+  };
+  act<T> y_full("y_full", B, L, D), dx_full("dx_full", B, L, D);
+  act<T> y_skip("y_skip", B, L, D), dx_skip("dx_skip", B, L, D);
+  auto const g_full = run(full, y_full, dx_full);
+  auto const g_skip = run(skipping, y_skip, dx_skip);
+  auto const yf = hax::test::to_vector(y_full), ys = hax::test::to_vector(y_skip);
+  REQUIRE(hax::test::max_abs(yf) > 0.1);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (std::size_t i = 0; i < extent[b] * D; ++i) {
+      CHECK_THAT(ys[b * L * D + i], Catch::Matchers::WithinAbs(yf[b * L * D + i], 1e-12));
+    }
+  }
+  REQUIRE(hax::test::max_abs(g_full) > 0.1);
+  hax::test::check_close(g_skip, g_full, 1e-10, 1e-12, "parameter gradients");
+  hax::test::check_close(hax::test::to_vector(dx_skip), hax::test::to_vector(dx_full), 1e-10,
+                         1e-12, "dx");
 }
 
 TEMPLATE_TEST_CASE("Mamba2Mixer step mode equals the parallel forward", "[ssm][mamba2_mixer]",

@@ -241,6 +241,12 @@ TEST_CASE("ssd: bad shapes throw hax::invalid_argument naming the op", "[ssm][ss
     view4<float> y_bad("y", 2, 5, 2, 4);
     CHECK_THROWS_AS(hax::ssm::ssd_forward(space, in, y_bad), hax::invalid_argument);
   }
+  SECTION("lengths of another batch size") {
+    in.lengths = view1<int>("lengths", 3);
+    CHECK_THROWS_WITH(hax::ssm::ssd_forward(space, in, y),
+                      ContainsSubstring("lengths") && ContainsSubstring("(3)") &&
+                          ContainsSubstring("(2, 5, 2, 3)"));
+  }
   SECTION("chunk 0") {
     CHECK_THROWS_WITH(hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{0}),
                       ContainsSubstring("chunk"));
@@ -368,4 +374,119 @@ TEST_CASE("ssd: tiles never straddle a chunk boundary", "[ssm][ssd]") {
   for (int c : covered) {
     REQUIRE(c == 1);
   }
+}
+
+TEMPLATE_TEST_CASE("ssd: lengths make the steps after them absent (forward and backward vs "
+                   "reference)",
+                   "[ssm][ssd]", float, double) {
+  // Rows that end inside a tile, on a tile or chunk boundary, at 0, at L and past L (clamped to
+  // L), with chunks of one tile and of several (chunk 64 has two tiles of 32 in the backward):
+  // y is 0 after a row's length, dy there is ignored, and every gradient there is 0.
+  using T = TestType;
+  auto const L = GENERATE(37, 130);
+  auto const chunk = GENERATE(5, 16, 64);
+  CAPTURE(L, chunk);
+  std::size_t const B = 6, H = 2, P = 3, N = 4;
+  std::vector<int> const lengths = {static_cast<int>(L), 0, 1, 16, 33, static_cast<int>(L) + 9};
+  auto q = random_problem<T>(B, L, H, P, N, 300 + L);
+  auto const dyh = hax::test::random_vector(B * L * H * P, 301);  // nonzero at absent steps too
+  test_space space;
+  DeviceProblem<T> dev(q);
+  view1<int> len_view("lengths", B);
+  auto const len_host = Kokkos::create_mirror_view(len_view);
+  for (std::size_t b = 0; b < B; ++b) {
+    len_host(b) = lengths[b];
+    q.lengths.push_back(static_cast<std::size_t>(lengths[b]));
+  }
+  Kokkos::deep_copy(len_view, len_host);
+  auto in = dev.inputs();
+  in.lengths = len_view;
+  view4<T> y("y", B, L, H, P), dy("dy", B, L, H, P);
+  hax::test::fill_random(y, 302);  // every element must be written
+  hax::test::from_vector(dy, dyh);
+  auto const saved = hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{chunk});
+  auto g = make_grads<T>(B, L, H, P, N);
+  hax::test::fill_random(g.dx, 303);  // overwritten, absent steps included
+  hax::test::fill_random(g.ddt, 304);
+  hax::test::fill_random(g.dB, 305);
+  hax::test::fill_random(g.dC, 306);
+  hax::ssm::ssd_backward(space, in, saved, dy, g);
+  space.fence();
+
+  auto const yref = hax::reference::ssm::ssd_forward(q);
+  auto const gref = hax::reference::ssm::ssd_backward(q, std::vector<T>(dyh.begin(), dyh.end()));
+  using tol = hax::test::tolerance<T>;
+  REQUIRE(hax::test::max_abs(as_double(yref)) > 0.1);
+  hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
+  hax::test::check_close(hax::test::to_vector(g.dx), as_double(gref.dx), tol::rtol, tol::atol,
+                         "dx");
+  hax::test::check_close(hax::test::to_vector(g.ddt), as_double(gref.ddt), tol::rtol, tol::atol,
+                         "ddt");
+  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
+                         "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
+                         "dC");
+  hax::test::check_close(hax::test::to_vector(g.ddt_bias), as_double(gref.ddt_bias), tol::rtol,
+                         tol::atol, "ddt_bias");
+  hax::test::check_close(hax::test::to_vector(g.dA), as_double(gref.dA), tol::rtol, tol::atol,
+                         "dA");
+  hax::test::check_close(hax::test::to_vector(g.dD), as_double(gref.dD), tol::rtol, tol::atol,
+                         "dD");
+
+  // The reference itself: a row's present steps equal those of the full sequence (causal), and
+  // the absent ones are 0.
+  auto full = q;
+  full.lengths.clear();
+  auto const yfull = hax::reference::ssm::ssd_forward(full);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (std::size_t t = 0; t < L; ++t) {
+      for (std::size_t i = 0; i < H * P; ++i) {
+        std::size_t const at = (b * L + t) * H * P + i;
+        CHECK(yref[at] == (t < q.length(b) ? yfull[at] : T(0)));
+      }
+    }
+  }
+}
+
+TEST_CASE("ssd: finite-difference gradients in double with lengths", "[ssm][ssd]") {
+  std::size_t const B = 3, L = 11, H = 2, P = 2, N = 3;
+  int const chunk = 4;
+  auto const q = random_problem<double>(B, L, H, P, N, 81);
+  auto const dyh = hax::test::random_vector(B * L * H * P, 82);
+  test_space space;
+  DeviceProblem<double> dev(q);
+  view1<int> len_view("lengths", B);
+  hax::test::from_vector(len_view, std::vector<double>{7, 11, 2});
+  auto in = dev.inputs();
+  in.lengths = len_view;
+  view4<double> y("y", B, L, H, P), dy("dy", B, L, H, P);
+  hax::test::from_vector(dy, dyh);
+  auto const saved = hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{chunk});
+  auto g = make_grads<double>(B, L, H, P, N);
+  hax::ssm::ssd_backward(space, in, saved, dy, g);
+  space.fence();
+  auto check = [&](auto const& view, auto const& grad, char const* what) {
+    auto const x0 = hax::test::to_vector(view);
+    auto loss = [&](std::vector<double> const& v) {
+      hax::test::from_vector(view, v);
+      view4<double> yq("yq", B, L, H, P);
+      hax::ssm::ssd_forward(space, in, yq, hax::ssm::ChunkBoundaries{chunk});
+      space.fence();
+      auto const yv = hax::test::to_vector(yq);
+      double s = 0;
+      for (std::size_t i = 0; i < yv.size(); ++i) {
+        s += dyh[i] * yv[i];
+      }
+      return s;
+    };
+    hax::test::check_gradient(x0, hax::test::to_vector(grad), loss, what);
+    hax::test::from_vector(view, x0);
+  };
+  check(dev.x, g.dx, "dx");
+  check(dev.dt, g.ddt, "ddt");
+  check(dev.dt_bias, g.ddt_bias, "ddt_bias");
+  check(dev.A, g.dA, "dA");
+  check(dev.Bm, g.dB, "dB");
+  check(dev.Cm, g.dC, "dC");
+  check(dev.Dskip, g.dD, "dD");
 }

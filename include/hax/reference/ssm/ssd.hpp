@@ -6,6 +6,7 @@
 /// of the chunked hax::ssm::ssd_* for the small shapes of tests.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <hax/reference/ssm/selective_scan.hpp>  // softplus
@@ -24,6 +25,12 @@ struct SsdProblem {
   std::vector<T> Bm;       // (B, L, N)
   std::vector<T> Cm;       // (B, L, N)
   std::vector<T> Dskip;    // (H)
+  /// (B) optional, empty = every row has L steps: positions t >= lengths[b] are absent (y = 0
+  /// there, dy there ignored, their gradients 0), as if row b ended at lengths[b].
+  std::vector<std::size_t> lengths;
+
+  /// Steps of row b that are present.
+  std::size_t length(std::size_t b) const { return lengths.empty() ? L : std::min(lengths[b], L); }
 };
 
 /// Gradients of SSD, all starting from zero.
@@ -35,7 +42,8 @@ struct SsdGradients {
   std::vector<T> dB, dC;            // (B, L, N)
 };
 
-/// y (B, L, H, P); if `states` is given it receives every S_t as (B, L, H, P, N).
+/// y (B, L, H, P); if `states` is given it receives every S_t as (B, L, H, P, N). Absent
+/// positions (q.lengths) get y = 0 and a zero state.
 template <class T>
 std::vector<T> ssd_forward(SsdProblem<T> const& q, std::vector<T>* states = nullptr) {
   std::size_t const B = q.B, L = q.L, H = q.H, P = q.P, N = q.N;
@@ -46,7 +54,7 @@ std::vector<T> ssd_forward(SsdProblem<T> const& q, std::vector<T>* states = null
   for (std::size_t b = 0; b < B; ++b) {
     for (std::size_t h = 0; h < H; ++h) {
       std::vector<T> S(P * N, T(0));  // the head's (P, N) state starts at zero
-      for (std::size_t t = 0; t < L; ++t) {
+      for (std::size_t t = 0; t < q.length(b); ++t) {
         std::size_t const bt = b * L + t;
         T const dt = softplus(q.dt[bt * H + h] + q.dt_bias[h]);
         T const decay = std::exp(dt * q.A[h]);  // one scalar decay per head
@@ -70,7 +78,8 @@ std::vector<T> ssd_forward(SsdProblem<T> const& q, std::vector<T>* states = null
 }
 
 /// Gradients of loss = Σ dy ⊙ y by the reverse recurrence on G_t = dLoss/dS_t:
-/// G_t = dy_t ⊗ C_t + exp(dt_{t+1} A) G_{t+1}.
+/// G_t = dy_t ⊗ C_t + exp(dt_{t+1} A) G_{t+1}. Absent positions (q.lengths) get zero gradients
+/// and their dy is ignored.
 template <class T>
 SsdGradients<T> ssd_backward(SsdProblem<T> const& q, std::vector<T> const& dy) {
   std::size_t const B = q.B, L = q.L, H = q.H, P = q.P, N = q.N;
@@ -89,7 +98,7 @@ SsdGradients<T> ssd_backward(SsdProblem<T> const& q, std::vector<T> const& dy) {
   for (std::size_t b = 0; b < B; ++b) {
     for (std::size_t h = 0; h < H; ++h) {
       std::vector<T> G(P * N, T(0));  // adjoint arriving from t + 1
-      for (std::size_t t = L; t-- > 0;) {
+      for (std::size_t t = q.length(b); t-- > 0;) {
         std::size_t const bt = b * L + t;
         T const raw = q.dt[bt * H + h] + q.dt_bias[h];
         T const dt = softplus(raw);

@@ -170,6 +170,27 @@ void conv_silu_step(Space const& space, X const& x, W const& w, Bias const& bias
       });
 }
 
+/// lengths(b) = 1 + the last t with mask(b, t) != 0, 0 for a row of pads: the steps of row b
+/// that can reach a real position's output under causal semantics. One team per row.
+template <class Space, class Mask, class Lengths>
+void real_extent(Space const& space, Mask const& mask, Lengths const& lengths) {
+  using policy = Kokkos::TeamPolicy<Space>;
+  int const L = mask.extent_int(1);
+  Kokkos::parallel_for(
+      "hax::ssm::real_extent", policy(space, mask.extent_int(0), Kokkos::AUTO),
+      KOKKOS_LAMBDA(typename policy::member_type const& team) {
+        int const b = team.league_rank();
+        int last = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, L),
+            [&](int t, int& m) {
+              if (mask(b, t) != 0 && t + 1 > m) m = t + 1;
+            },
+            Kokkos::Max<int>(last));
+        Kokkos::single(Kokkos::PerTeam(team), [&]() { lengths(b) = last > 0 ? last : 0; });
+      });
+}
+
 /// Flattens a (B, L) pad mask to (B·L) without a copy (LayoutRight, contiguous).
 template <class Mask>
 auto flat_mask(Mask const& mask) {

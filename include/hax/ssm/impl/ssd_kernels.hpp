@@ -49,7 +49,40 @@ struct SsdTiles {
     start = c * chunk + (k % per_chunk) * tile;
     len = Kokkos::max(Kokkos::min(start + tile, chunk_end) - start, 0);
   }
+
+  /// Tile k of a row whose steps from `present` on are absent (SsdInputs::lengths): `len` is the
+  /// tile's present part (0 when the tile starts past it) and `full` its whole length, so the
+  /// absent steps of the tile are start + len .. start + full - 1.
+  KOKKOS_INLINE_FUNCTION void range(int k, int present, int& start, int& len, int& full) const {
+    range(k, start, full);
+    len = Kokkos::max(Kokkos::min(full, present - start), 0);
+  }
 };
+
+/// The steps of row b that are present: lengths(b) clamped to [0, L], or L without lengths.
+template <class Lengths>
+KOKKOS_INLINE_FUNCTION int ssd_present(Lengths const& lengths, int b, int L) {
+  return lengths.extent(0) == 0 ? L : Kokkos::min(Kokkos::max(lengths(b), 0), L);
+}
+
+/// Zeroes steps [from, to) of row b of a (B, L, W) or (B, L, H, P) View with the threads of a
+/// team.
+template <class Member, class V>
+KOKKOS_INLINE_FUNCTION void ssd_zero_steps(Member const& team, V const& v, int b, int from,
+                                           int to) {
+  using value_type = typename V::non_const_value_type;
+  int const W = v.extent_int(2);
+  if constexpr (V::rank() == 3) {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (to - from) * W),
+                         [&](int i) { v(b, from + i / W, i % W) = value_type(0); });
+  } else {
+    static_assert(V::rank() == 4, "ssd_zero_steps: a (B, L, W) or (B, L, H, P) View");
+    int const P = v.extent_int(3);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (to - from) * W * P), [&](int i) {
+      v(b, from + i / (W * P), (i / P) % W, i % P) = value_type(0);
+    });
+  }
+}
 
 /// The tiling of (L, chunk) with the largest tile (<= kSsdMaxTile) whose team scratch
 /// bytes_of(tile) fits kSsdScratchBudget, evened out over each chunk (so a chunk of 64 with a
@@ -134,7 +167,8 @@ void ssd_forward_tiles(Space const& space, In const& in, SsdTiles const& tl,
   auto const Bm = in.Bm;
   auto const Cm = in.Cm;
   auto const Dskip = in.Dskip;
-  int const B = x.extent_int(0), H = x.extent_int(2), P = x.extent_int(3);
+  auto const lengths = in.lengths;
+  int const B = x.extent_int(0), L = x.extent_int(1), H = x.extent_int(2), P = x.extent_int(3);
   int const N = Bm.extent_int(2);
   int const Q = tl.tile;
   std::size_t const bytes = ssd_forward_tiles_bytes<Space, T>(Q, P, N);
@@ -145,9 +179,10 @@ void ssd_forward_tiles(Space const& space, In const& in, SsdTiles const& tl,
       "hax::ssm::ssd_forward_tiles", pol, KOKKOS_LAMBDA(member const& team) {
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
-        int ts = 0, len = 0;
-        tl.range(k, ts, len);
-        if (len == 0) {  // an empty tile past L: no own state, no decay
+        int ts = 0, len = 0, full = 0;
+        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
+        ssd_zero_steps(team, y, b, ts + len, ts + full);  // absent steps: y = 0
+        if (len == 0) {  // an empty or absent tile: no own state, no decay
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * P * N),
                                [&](int i) { own(b, i / (P * N), k, (i / N) % P, i % N) = T(0); });
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H),
@@ -291,7 +326,8 @@ void ssd_forward_inter(Space const& space, In const& in, SsdTiles const& tl,
   using vec = typename S::vec;
   using mat = typename S::mat;
   auto const Cm = in.Cm;
-  int const B = y.extent_int(0), H = y.extent_int(2), P = y.extent_int(3);
+  auto const lengths = in.lengths;
+  int const B = y.extent_int(0), L = y.extent_int(1), H = y.extent_int(2), P = y.extent_int(3);
   int const N = Cm.extent_int(2);
   int const Q = tl.tile;
   int const n_tiles = tl.n_tiles;
@@ -303,8 +339,8 @@ void ssd_forward_inter(Space const& space, In const& in, SsdTiles const& tl,
       "hax::ssm::ssd_forward_inter", pol, KOKKOS_LAMBDA(member const& team) {
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
-        int ts = 0, len = 0;
-        tl.range(k, ts, len);
+        int ts = 0, len = 0, full = 0;
+        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
         if (len == 0 || k == 0) {  // nothing, or the zero state at the sequence start
           return;
         }
@@ -358,7 +394,8 @@ void ssd_backward_tiles(Space const& space, In const& in,
   auto const A = in.A;
   auto const Bm = in.Bm;
   auto const Cm = in.Cm;
-  int const B = x.extent_int(0), H = x.extent_int(2), P = x.extent_int(3);
+  auto const lengths = in.lengths;
+  int const B = x.extent_int(0), L = x.extent_int(1), H = x.extent_int(2), P = x.extent_int(3);
   int const N = Bm.extent_int(2);
   int const Q = tl.tile;
   int const n_tiles = tl.n_tiles;
@@ -369,8 +406,8 @@ void ssd_backward_tiles(Space const& space, In const& in,
       "hax::ssm::ssd_backward_tiles", pol, KOKKOS_LAMBDA(member const& team) {
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
-        int ts = 0, len = 0;
-        tl.range(k, ts, len);
+        int ts = 0, len = 0, full = 0;
+        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
         if (len == 0) {
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * P * N), [&](int i) {
             own_s(b, i / (P * N), k, (i / N) % P, i % N) = T(0);
@@ -470,7 +507,8 @@ void ssd_backward_main(Space const& space, In const& in,
   auto const ddt = grads.ddt;
   auto const dB = grads.dB;
   auto const dC = grads.dC;
-  int const B = x.extent_int(0), H = x.extent_int(2), P = x.extent_int(3);
+  auto const lengths = in.lengths;
+  int const B = x.extent_int(0), L = x.extent_int(1), H = x.extent_int(2), P = x.extent_int(3);
   int const N = Bm.extent_int(2);
   int const Q = tl.tile;
   int const n_tiles = tl.n_tiles;
@@ -482,8 +520,13 @@ void ssd_backward_main(Space const& space, In const& in,
       "hax::ssm::ssd_backward_main", pol, KOKKOS_LAMBDA(member const& team) {
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
-        int ts = 0, len = 0;
-        tl.range(k, ts, len);
+        int ts = 0, len = 0, full = 0;
+        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
+        // absent steps: zero gradients
+        ssd_zero_steps(team, dx, b, ts + len, ts + full);
+        ssd_zero_steps(team, ddt, b, ts + len, ts + full);
+        ssd_zero_steps(team, dB, b, ts + len, ts + full);
+        ssd_zero_steps(team, dC, b, ts + len, ts + full);
         if (len == 0) {
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * 3),
                                [&](int i) { part(b, k, i / 3, i % 3) = T(0); });
