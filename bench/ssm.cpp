@@ -20,7 +20,9 @@
 #include <cstdint>
 #include <hax/ssm/selective_scan.hpp>
 #include <hax/ssm/ssd.hpp>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "support/run.hpp"
 
@@ -150,10 +152,26 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
   set_counters(state, double(B) * L, flop, bytes);
 }
 
-/// SSD, B, L, H, P, N, chunk Q; backward too when `with_backward`.
+/// Row lengths as the joint-recall batches have them: item lengths 2 + 2·n_c·(2·n_k + 1) for
+/// (n_c, n_k) uniform in 5..16 (semantics.md), less the one token the model's input drops, so
+/// each row is present up to its last real token (Mamba2Config::skip_padding). Fixed seed.
+std::vector<int> joint_recall_lengths(int B, int L) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> n(5, 16);
+  std::vector<int> lengths(B);
+  for (int& len : lengths) {
+    int const n_c = n(rng), n_k = n(rng);
+    len = std::min(L, 2 + 2 * n_c * (2 * n_k + 1) - 1);
+  }
+  return lengths;
+}
+
+/// SSD, B, L, H, P, N, chunk Q; backward too when `with_backward`; with `padded` rows that end
+/// as the joint-recall items do (SsdInputs::lengths), else every row has L steps. The FLOP and
+/// byte counters are those of the full rows either way, so their rates compare with the full run.
 template <class Space>
 void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
-         bool with_backward) {
+         bool with_backward, bool padded) {
   Space space;
   using Mem = typename Space::memory_space;
   view<Space, T****> x("x", B, L, H, P), y("y", B, L, H, P), dy("dy", B, L, H, P);  // (B,L,H,P)
@@ -169,6 +187,20 @@ void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
   randomize(space, Dskip, 7);
   randomize(space, dy, 8);
   hax::ssm::SsdInputs<T, Mem> in{x, dt, dt_bias, A, Bm, Cm, Dskip};
+  double present = 1.0;  // share of the B·L steps that are present
+  if (padded) {
+    auto const lengths = joint_recall_lengths(B, L);
+    view<Space, int*> lv("lengths", B);
+    auto const host = Kokkos::create_mirror_view(lv);
+    double sum = 0;
+    for (int b = 0; b < B; ++b) {
+      host(b) = lengths[b];
+      sum += lengths[b];
+    }
+    Kokkos::deep_copy(lv, host);
+    in.lengths = lv;
+    present = sum / (double(B) * L);
+  }
   hax::ssm::SsdGrads<T, Mem> g{view<Space, T****>("dx", B, L, H, P),
                                view<Space, T***>("ddt", B, L, H),
                                view<Space, T*>("ddt_bias", H),
@@ -214,6 +246,7 @@ void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
   set_counters(state, bl, flop, bytes);
   state.counters["tile_fwd"] = tile_fwd.tile;
   state.counters["tile_bwd"] = with_backward ? tile_bwd.tile : 0;
+  state.counters["present"] = present;
 }
 
 template <class Space>
@@ -258,7 +291,13 @@ void register_all() {
     }
     for (int q : {32, 64, 128, 256}) {
       reg("ssd_" + kind + "/B64/L1057/H8/P16/N32/Q" + std::to_string(q), ssd<Space>, 64, 1057, 8,
-          16, 32, q, bwd)
+          16, 32, q, bwd, false)
+          ->Iterations(1);
+    }
+    // Rows that end where the joint-recall items end (the mixers' skip_padding).
+    for (int q : {64, 256}) {
+      reg("ssd_" + kind + "_padded/B64/L1057/H8/P16/N32/Q" + std::to_string(q), ssd<Space>, 64,
+          1057, 8, 16, 32, q, bwd, true)
           ->Iterations(1);
     }
   }
@@ -269,7 +308,7 @@ void register_all() {
     reg("selective_scan_fwd_bwd" + shape + "/D128/N16/chunk64", selective_scan<Space>, B, L, 128,
         16, 64, true, ScanSchedule::automatic)
         ->Iterations(1);
-    reg("ssd_fwd_bwd" + shape + "/H8/P16/N32/Q64", ssd<Space>, B, L, 8, 16, 32, 64, true)
+    reg("ssd_fwd_bwd" + shape + "/H8/P16/N32/Q64", ssd<Space>, B, L, 8, 16, 32, 64, true, false)
         ->Iterations(1);
   }
 }
