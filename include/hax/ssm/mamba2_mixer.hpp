@@ -55,9 +55,10 @@ struct Mamba2Config {
   std::optional<attn::SparseBranchConfig> sparse;
   double e_init = 1.0;      ///< initial value of E (the released code: 1; the paper's NL runs: 0)
   /// With a pad mask, the SSD skips the steps after each row's last real token
-  /// (SsdInputs::lengths): its output there is 0 instead of the scan of the pads. Under causal
-  /// semantics that cannot change an output at a real position, so models set it then; under
-  /// reference semantics the pads' values feed the sequence-wide statistics, so it stays off.
+  /// (SsdInputs::lengths). The mixer zeroes x, B and C at pads, so the full scan's output there
+  /// is exactly 0 as well and nothing changes but the cost: every output and gradient is the
+  /// same, in both semantics, with or without the branch (which reads x, not the scan; tested).
+  /// The models set it; off by default so that the plain mixer scans what it is given.
   bool skip_padding = false;
 };
 

@@ -47,9 +47,9 @@ struct SsdInputs {
   view<T const***> Cm;     // (B, L, N)
   view<T const*> Dskip;    // (H)
   /// (B) optional; empty = every row has L steps. Positions t >= lengths(b) are absent: y there
-  /// is 0, dy there is ignored and their gradients are 0, exactly as if row b ended there, and
-  /// their tiles cost nothing. Under causal semantics the steps after a row's last real token
-  /// cannot change a real output, so the mixers pass it to skip padding. Read on the device
+  /// is 0, dy there is ignored and their gradients are 0, exactly as if row b ended there; a tile
+  /// wholly past it costs only the zeros it writes (and its step of the tile passes). The Mamba-2
+  /// mixer passes its rows' last real tokens (Mamba2Config::skip_padding). Read on the device
   /// (values clamped to [0, L]; no host synchronisation).
   view<int const*> lengths;
 };
