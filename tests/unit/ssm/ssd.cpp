@@ -91,6 +91,46 @@ std::vector<double> as_double(std::vector<T> const& x) {
   return std::vector<double>(x.begin(), x.end());
 }
 
+/// Checks every SSD gradient (of x, dt, dt_bias, A, B, C, Dskip) by finite differences in double
+/// for the loss Σ dy ⊙ ssd_forward(in); `in` views dev's data (and may carry lengths).
+void check_gradients_fd(DeviceProblem<double> const& dev,
+                        hax::ssm::SsdInputs<double, Mem> const& in,
+                        std::vector<double> const& dyh, int chunk) {
+  int const B = dev.x.extent_int(0), L = dev.x.extent_int(1), H = dev.x.extent_int(2);
+  int const P = dev.x.extent_int(3), N = dev.Bm.extent_int(2);
+  test_space space;
+  view4<double> y("y", B, L, H, P), dy("dy", B, L, H, P);
+  hax::test::from_vector(dy, dyh);
+  auto const saved = hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{chunk});
+  auto g = make_grads<double>(B, L, H, P, N);
+  hax::ssm::ssd_backward(space, in, saved, dy, g);
+  space.fence();
+  auto check = [&](auto const& view, auto const& grad, char const* what) {
+    auto const x0 = hax::test::to_vector(view);
+    auto loss = [&](std::vector<double> const& v) {
+      hax::test::from_vector(view, v);
+      view4<double> yq("yq", B, L, H, P);
+      hax::ssm::ssd_forward(space, in, yq, hax::ssm::ChunkBoundaries{chunk});
+      space.fence();
+      auto const yv = hax::test::to_vector(yq);
+      double s = 0;
+      for (std::size_t i = 0; i < yv.size(); ++i) {
+        s += dyh[i] * yv[i];
+      }
+      return s;
+    };
+    hax::test::check_gradient(x0, hax::test::to_vector(grad), loss, what);
+    hax::test::from_vector(view, x0);
+  };
+  check(dev.x, g.dx, "dx");
+  check(dev.dt, g.ddt, "ddt");
+  check(dev.dt_bias, g.ddt_bias, "ddt_bias");
+  check(dev.A, g.dA, "dA");
+  check(dev.Bm, g.dB, "dB");
+  check(dev.Cm, g.dC, "dC");
+  check(dev.Dskip, g.dD, "dD");
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("ssd: chunked forward and backward match the sequential reference", "[ssm][ssd]",
@@ -183,40 +223,8 @@ TEST_CASE("ssd: finite-difference gradients in double", "[ssm][ssd]") {
   std::size_t const B = 2, L = 9, H = 2, P = 3, N = 4;
   int const chunk = 4;  // two full chunks and a partial one
   auto const q = random_problem<double>(B, L, H, P, N, 61);
-  auto const dyh = hax::test::random_vector(B * L * H * P, 62);
-  test_space space;
   DeviceProblem<double> dev(q);
-  view4<double> y("y", B, L, H, P), dy("dy", B, L, H, P);
-  hax::test::from_vector(dy, dyh);
-  auto const saved =
-      hax::ssm::ssd_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
-  auto g = make_grads<double>(B, L, H, P, N);
-  hax::ssm::ssd_backward(space, dev.inputs(), saved, dy, g);
-  space.fence();
-  auto check = [&](auto const& view, auto const& grad, char const* what) {
-    auto const x0 = hax::test::to_vector(view);
-    auto loss = [&](std::vector<double> const& v) {
-      hax::test::from_vector(view, v);
-      view4<double> yq("yq", B, L, H, P);
-      hax::ssm::ssd_forward(space, dev.inputs(), yq, hax::ssm::ChunkBoundaries{chunk});
-      space.fence();
-      auto const yv = hax::test::to_vector(yq);
-      double s = 0;
-      for (std::size_t i = 0; i < yv.size(); ++i) {
-        s += dyh[i] * yv[i];
-      }
-      return s;
-    };
-    hax::test::check_gradient(x0, hax::test::to_vector(grad), loss, what);
-    hax::test::from_vector(view, x0);
-  };
-  check(dev.x, g.dx, "dx");
-  check(dev.dt, g.ddt, "ddt");
-  check(dev.dt_bias, g.ddt_bias, "ddt_bias");
-  check(dev.A, g.dA, "dA");
-  check(dev.Bm, g.dB, "dB");
-  check(dev.Cm, g.dC, "dC");
-  check(dev.Dskip, g.dD, "dD");
+  check_gradients_fd(dev, dev.inputs(), hax::test::random_vector(B * L * H * P, 62), chunk);
 }
 
 TEST_CASE("ssd: bad shapes throw hax::invalid_argument naming the op", "[ssm][ssd]") {
@@ -452,41 +460,10 @@ TEST_CASE("ssd: finite-difference gradients in double with lengths", "[ssm][ssd]
   std::size_t const B = 3, L = 11, H = 2, P = 2, N = 3;
   int const chunk = 4;
   auto const q = random_problem<double>(B, L, H, P, N, 81);
-  auto const dyh = hax::test::random_vector(B * L * H * P, 82);
-  test_space space;
   DeviceProblem<double> dev(q);
   view1<int> len_view("lengths", B);
   hax::test::from_vector(len_view, std::vector<double>{7, 11, 2});
   auto in = dev.inputs();
   in.lengths = len_view;
-  view4<double> y("y", B, L, H, P), dy("dy", B, L, H, P);
-  hax::test::from_vector(dy, dyh);
-  auto const saved = hax::ssm::ssd_forward(space, in, y, hax::ssm::ChunkBoundaries{chunk});
-  auto g = make_grads<double>(B, L, H, P, N);
-  hax::ssm::ssd_backward(space, in, saved, dy, g);
-  space.fence();
-  auto check = [&](auto const& view, auto const& grad, char const* what) {
-    auto const x0 = hax::test::to_vector(view);
-    auto loss = [&](std::vector<double> const& v) {
-      hax::test::from_vector(view, v);
-      view4<double> yq("yq", B, L, H, P);
-      hax::ssm::ssd_forward(space, in, yq, hax::ssm::ChunkBoundaries{chunk});
-      space.fence();
-      auto const yv = hax::test::to_vector(yq);
-      double s = 0;
-      for (std::size_t i = 0; i < yv.size(); ++i) {
-        s += dyh[i] * yv[i];
-      }
-      return s;
-    };
-    hax::test::check_gradient(x0, hax::test::to_vector(grad), loss, what);
-    hax::test::from_vector(view, x0);
-  };
-  check(dev.x, g.dx, "dx");
-  check(dev.dt, g.ddt, "ddt");
-  check(dev.dt_bias, g.ddt_bias, "ddt_bias");
-  check(dev.A, g.dA, "dA");
-  check(dev.Bm, g.dB, "dB");
-  check(dev.Cm, g.dC, "dC");
-  check(dev.Dskip, g.dD, "dD");
+  check_gradients_fd(dev, in, hax::test::random_vector(B * L * H * P, 82), chunk);
 }
