@@ -95,6 +95,7 @@ struct MixerFactory<ssm::MambaMixer<Space, T>> {
     m.init_range = c.initializer_range;
     m.sparse = sparse_branch_config(c);
     m.e_init = c.e_init;
+    m.skip_padding = true;  // exact: the scan's output at pads is 0 either way (MambaConfig)
     return ssm::MambaMixer<Space, T>(m);
   }
 };

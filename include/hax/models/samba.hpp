@@ -51,6 +51,7 @@ inline ssm::MambaConfig samba_mamba_config(ModelConfig const& c) {
   m.dt_rank = c.time_step_rank;
   m.conv_kernel = c.conv_kernel;
   m.init_range = c.initializer_range;
+  m.skip_padding = true;  // exact: the scan's output at pads is 0 either way (MambaConfig)
   return m;
 }
 

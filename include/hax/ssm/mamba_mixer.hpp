@@ -54,6 +54,13 @@ struct MambaConfig {
   /// The HAX branch, if any; its d_inner and state_size must be the mixer's (0 = take them).
   std::optional<attn::SparseBranchConfig> sparse;
   double e_init = 1.0;      ///< initial value of E (the released code: 1; the paper's NL runs: 0)
+  /// With a pad mask, the selective scan skips the steps after each row's last real token
+  /// (SelectiveScanInputs::lengths). The mixer zeroes the scan input x at pads, and B, C and
+  /// delta are projections of it without bias, so the full scan's output there is exactly
+  /// 0 as well and nothing changes but the cost: every output and gradient is the same, in both
+  /// semantics, with or without the branch (which reads x, not the scan; tested). The models set
+  /// it; off by default so that the plain mixer scans what it is given.
+  bool skip_padding = false;
 };
 
 /// The Mamba-1 mixer (stateless: parameters live in an nn::ParameterStore under a prefix).
@@ -125,6 +132,7 @@ class MambaMixer {
     view<T***> delta;           // (B, L, E) dt_proj.weight · dt_low (before bias and softplus)
     view<T**> A;                // (E, N) −exp(A_log)
     view<T***> scan;            // (B, L, E) the scan output (+ attn ⊙ E with the branch)
+    view<int*> lengths;         // (B) steps the scan computes (skip_padding), else empty
     SelectiveScanSaved<T, memory_space> scan_saved;  // (B, E, n_chunks, N) chunk states
     typename impl::HybridBranch<Space, T>::Saved hybrid;  // the branch's (only with `sparse`)
   };
@@ -194,6 +202,10 @@ class MambaMixer {
     impl::negative_exp(space, store.template value<2>(p + "A_log"), s.A);
 
     s.scan = uninitialized_view<T***>(space, "hax::ssm::mamba_scan", B, L, E);
+    if (config_.skip_padding && s.has_mask) {
+      s.lengths = uninitialized_view<int*>(space, "hax::ssm::mamba_lengths", B);
+      impl::real_extent(space, s.mask, s.lengths);
+    }
     s.scan_saved = selective_scan_forward(space, scan_inputs(store, p, s), s.scan,
                                           ChunkBoundaries{config_.chunk});
     if (hybrid_.enabled()) {  // scan += attn ⊙ E, attn from the scan's own input x
@@ -395,6 +407,7 @@ class MambaMixer {
     in.Bm = s.Bm;
     in.Cm = s.Cm;
     in.Dskip = store.template value<1>(p + "D");
+    in.lengths = s.lengths;
     return in;
   }
 

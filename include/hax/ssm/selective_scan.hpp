@@ -46,6 +46,12 @@ struct SelectiveScanInputs {
   view<T const***> Bm;        // (B, L, N)  input-dependent B
   view<T const***> Cm;        // (B, L, N)  input-dependent C
   view<T const*> Dskip;       // (D)        skip connection
+  /// (B) optional; empty = every row has L steps. Positions t >= lengths(b) are absent: y there
+  /// is 0, dy there is ignored and their gradients are 0, exactly as if row b ended there; a
+  /// chunk wholly past it costs only the zeros it writes (and its step of the chunk passes). The
+  /// Mamba mixer passes its rows' last real tokens (MambaConfig::skip_padding). Read on the
+  /// device (values clamped to [0, L]; no host synchronisation).
+  view<int const*> lengths;
 };
 
 /// Gradients of the selective scan. Input gradients are written (=); parameter gradients
@@ -94,6 +100,8 @@ void check_selective_scan(char const* op, SelectiveScanInputs<T, Mem> const& in,
                 shape_of(in.u));
   core::require(y.extent(0) == B && y.extent(1) == L && y.extent(2) == D, op, "y/dy ", shape_of(y),
                 " must match u ", shape_of(in.u), " (B, L, D)");
+  core::require(in.lengths.extent(0) == 0 || in.lengths.extent(0) == B, op, "lengths ",
+                shape_of(in.lengths), " must be empty or (B) for u ", shape_of(in.u), " (B, L, D)");
 }
 
 /// Forward into `saved` (allocated by the caller): in one pass over L per (b, channel block), or
@@ -203,6 +211,21 @@ void selective_scan_backward_run(Space const& space, SelectiveScanInputs<T, Mem>
                     "the register layout needs a host space or CUDA");
     }
   }
+  auto const lengths = in.lengths;
+  if (lengths.extent(0) > 0) {
+    // The kernels above skip the absent steps; their du and ddelta are 0.
+    auto const du = grads.du;
+    auto const ddelta = grads.ddelta;
+    Kokkos::parallel_for(
+        "hax::ssm::selective_scan_backward_absent",
+        Kokkos::MDRangePolicy<Space, core::rank_right<3>>(space, {0, 0, 0}, {B, L, D}),
+        KOKKOS_LAMBDA(int b, int t, int d) {
+          if (t >= present_steps(lengths, b, L)) {
+            du(b, t, d) = T(0);
+            ddelta(b, t, d) = T(0);
+          }
+        });
+  }
   auto const dB = grads.dB;
   auto const dC = grads.dC;
   Kokkos::parallel_for(
@@ -211,7 +234,9 @@ void selective_scan_backward_run(Space const& space, SelectiveScanInputs<T, Mem>
       KOKKOS_LAMBDA(int b, int t, int n) {
         T db = T(0);
         T dc = T(0);
-        for (int blk = 0; blk < n_blocks; ++blk) {
+        // The partials of absent steps are never written: their dB and dC are 0.
+        int const blocks = t < present_steps(lengths, b, L) ? n_blocks : 0;
+        for (int blk = 0; blk < blocks; ++blk) {
           db += dBp(blk, b, t, n);
           dc += dCp(blk, b, t, n);
         }

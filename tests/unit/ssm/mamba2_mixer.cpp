@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/compare.hpp"
+#include "support/perturb.hpp"
 #include "support/gradcheck.hpp"
 #include "support/test_space.hpp"
 
@@ -84,18 +85,6 @@ std::vector<double> right_pad_mask(std::size_t B, std::size_t L, std::vector<std
   return m;
 }
 
-/// Randomises the parameters that start constant (biases, D, norm weight) so that their
-/// gradients are tested away from the special initial point.
-template <class T>
-void perturb_all(hax::nn::ParameterStore<test_space, T>& store) {
-  auto v = hax::test::to_vector(store.values());
-  auto const r = hax::test::random_vector(v.size(), 77, -0.2, 0.2);
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    v[i] += r[i];
-  }
-  hax::test::from_vector(store.values(), v);
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("Mamba2Mixer forward matches the serial reference", "[ssm][mamba2_mixer]", float,
@@ -106,7 +95,7 @@ TEMPLATE_TEST_CASE("Mamba2Mixer forward matches the serial reference", "[ssm][ma
   std::size_t const B = 2;
   hax::ssm::Mamba2Mixer<test_space, T> const mixer(small_config(chunk));
   auto store = make_store(mixer, 11);
-  perturb_all(store);
+  hax::test::perturb_all(store);
   test_space space;
   act<T> x("x", B, L, 6), y("y", B, L, 6);
   mask_view mask("mask", B, L);
@@ -132,7 +121,7 @@ TEST_CASE("Mamba2Mixer gradients of every parameter and the input match finite d
   CAPTURE(config.skip_padding);
   hax::ssm::Mamba2Mixer<test_space, T> const mixer(config);
   auto store = make_store(mixer, 3);
-  perturb_all(store);
+  hax::test::perturb_all(store);
   test_space space;
   act<T> x("x", B, L, 6), y("y", B, L, 6), dy("dy", B, L, 6), dx("dx", B, L, 6);
   mask_view mask("mask", B, L);
@@ -182,7 +171,7 @@ TEST_CASE("Mamba2Mixer: right padding never changes the outputs at real position
   std::size_t const L = 11, real = 7;
   hax::ssm::Mamba2Mixer<test_space, T> const mixer(small_config(3));
   auto store = make_store(mixer, 21);
-  perturb_all(store);
+  hax::test::perturb_all(store);
   test_space space;
   hax::attn::StepContext const ctx;
   loss_view<T> gate_loss("gate_loss");
@@ -228,7 +217,7 @@ TEST_CASE("Mamba2Mixer: skip_padding changes no output and no gradient", "[ssm][
   config.skip_padding = true;
   hax::ssm::Mamba2Mixer<test_space, T> const skipping(config);
   auto store = make_store(full, 41);
-  perturb_all(store);
+  hax::test::perturb_all(store);
   test_space space;
   hax::attn::StepContext ctx;
   ctx.step = 3;  // training: the ranking loss runs with the branch
@@ -278,7 +267,7 @@ TEMPLATE_TEST_CASE("Mamba2Mixer step mode equals the parallel forward", "[ssm][m
   std::size_t const B = 2, L = 10;
   hax::ssm::Mamba2Mixer<test_space, T> const mixer(small_config(4));
   auto store = make_store(mixer, 17);
-  perturb_all(store);
+  hax::test::perturb_all(store);
   test_space space;
   act<T> x("x", B, L, 6), y("y", B, L, 6);
   auto const hx = hax::test::fill_random(x, 41);

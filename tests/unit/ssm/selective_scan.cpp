@@ -203,22 +203,25 @@ TEMPLATE_TEST_CASE("selective scan: step mode equals the parallel forward", "[ss
   hax::test::check_close(ystep, yfull, tol::rtol, tol::atol, "y step vs parallel");
 }
 
-TEST_CASE("selective scan: finite-difference gradients in double", "[ssm][selective_scan]") {
-  std::size_t const B = 2, L = 9, D = 3, N = 4;
-  int const chunk = 4;  // two full chunks and a partial one
-  auto const p = random_problem<double>(B, L, D, N, 31);
-  auto const dyh = hax::test::random_vector(B * L * D, 32);
+namespace {
+
+/// Checks every gradient of loss = Σ dy ⊙ y against central finite differences of the device
+/// forward in double, with `in` (dev's inputs, possibly with lengths).
+void check_gradients_fd(DeviceProblem<double> const& dev,
+                        hax::ssm::SelectiveScanInputs<double, Mem> const& in,
+                        std::vector<double> const& dyh, int chunk) {
+  int const B = dev.u.extent_int(0), L = dev.u.extent_int(1), D = dev.u.extent_int(2);
+  int const N = dev.A.extent_int(1);
   test_space space;
-  DeviceProblem<double> dev(p);
   view3<double> y("y", B, L, D), dy("dy", B, L, D);
   hax::test::from_vector(dy, dyh);
   auto const saved =
-      hax::ssm::selective_scan_forward(space, dev.inputs(), y, hax::ssm::ChunkBoundaries{chunk});
+      hax::ssm::selective_scan_forward(space, in, y, hax::ssm::ChunkBoundaries{chunk});
   hax::ssm::SelectiveScanGrads<double, Mem> g{
       view3<double>("du", B, L, D), view3<double>("ddelta", B, L, D), view1<double>("dbias", D),
       view2<double>("dA", D, N),    view3<double>("dB", B, L, N),     view3<double>("dC", B, L, N),
       view1<double>("dD", D)};
-  hax::ssm::selective_scan_backward(space, dev.inputs(), saved, dy, g);
+  hax::ssm::selective_scan_backward(space, in, saved, dy, g);
   space.fence();
 
   // loss(q) = Σ dy ⊙ y(q) with one input replaced by q, evaluated by the device forward.
@@ -227,7 +230,7 @@ TEST_CASE("selective scan: finite-difference gradients in double", "[ssm][select
     auto loss = [&](std::vector<double> const& q) {
       hax::test::from_vector(view, q);
       view3<double> yq("yq", B, L, D);
-      hax::ssm::selective_scan_forward(space, dev.inputs(), yq, hax::ssm::ChunkBoundaries{chunk});
+      hax::ssm::selective_scan_forward(space, in, yq, hax::ssm::ChunkBoundaries{chunk});
       space.fence();
       auto const yv = hax::test::to_vector(yq);
       double s = 0;
@@ -248,6 +251,29 @@ TEST_CASE("selective scan: finite-difference gradients in double", "[ssm][select
   check(dev.Dskip, g.dD, "dD");
 }
 
+}  // namespace
+
+TEST_CASE("selective scan: finite-difference gradients in double", "[ssm][selective_scan]") {
+  std::size_t const B = 2, L = 9, D = 3, N = 4;
+  int const chunk = 4;  // two full chunks and a partial one
+  auto const p = random_problem<double>(B, L, D, N, 31);
+  DeviceProblem<double> dev(p);
+  check_gradients_fd(dev, dev.inputs(), hax::test::random_vector(B * L * D, 32), chunk);
+}
+
+TEST_CASE("selective scan: finite-difference gradients in double with lengths",
+          "[ssm][selective_scan]") {
+  std::size_t const B = 3, L = 11, D = 3, N = 4;
+  int const chunk = 4;
+  auto const p = random_problem<double>(B, L, D, N, 33);
+  DeviceProblem<double> dev(p);
+  view1<int> len_view("lengths", B);
+  hax::test::from_vector(len_view, std::vector<double>{7, 11, 2});
+  auto in = dev.inputs();
+  in.lengths = len_view;
+  check_gradients_fd(dev, in, hax::test::random_vector(B * L * D, 34), chunk);
+}
+
 TEST_CASE("selective scan: bad shapes throw hax::invalid_argument naming the op",
           "[ssm][selective_scan]") {
   using Catch::Matchers::ContainsSubstring;
@@ -265,6 +291,13 @@ TEST_CASE("selective scan: bad shapes throw hax::invalid_argument naming the op"
   SECTION("y with the wrong length") {
     view3<float> y_bad("y", 2, 4, 3);
     CHECK_THROWS_AS(hax::ssm::selective_scan_forward(space, in, y_bad), hax::invalid_argument);
+  }
+  SECTION("lengths of the wrong size") {
+    view1<int> lengths("lengths", 3);
+    in.lengths = lengths;
+    CHECK_THROWS_WITH(hax::ssm::selective_scan_forward(space, in, y),
+                      ContainsSubstring("hax::ssm::selective_scan_forward") &&
+                          ContainsSubstring("lengths (3)") && ContainsSubstring("empty or (B)"));
   }
   SECTION("chunk 0") {
     CHECK_THROWS_WITH(hax::ssm::selective_scan_forward(space, in, y, hax::ssm::ChunkBoundaries{0}),
@@ -416,4 +449,109 @@ TEMPLATE_TEST_CASE("selective scan: every schedule and layout at awkward sizes",
                          tol::rtol, tol::atol, "ddelta_bias");
   hax::test::check_close(hax::test::to_vector(g.dD), as_double(gref.dD), tol::rtol, tol::atol,
                          "dD");
+}
+
+TEMPLATE_TEST_CASE("selective scan: lengths make the steps after them absent (every schedule and "
+                   "layout vs reference)",
+                   "[ssm][selective_scan]", float, double) {
+  // Rows that end inside a chunk, on a chunk boundary, at 0, 1, L and past L (clamped to L):
+  // y is 0 after a row's length, dy there is ignored and every gradient there is 0; the
+  // chunk-start states of the chunks wholly past a row's end hold its last present state.
+  using T = TestType;
+  auto const L = GENERATE(37, 70);
+  auto const chunk = GENERATE(5, 16, 64);
+  auto const chunk_parallel = GENERATE(false, true);
+  auto const layout =
+      GENERATE(hax::ssm::impl::ScanLayout::lanes, hax::ssm::impl::ScanLayout::registers);
+  CAPTURE(L, chunk, chunk_parallel, static_cast<int>(layout));
+  std::size_t const B = 6, D = 35, N = 16;  // two groups of 32 channels, the second partial
+  std::vector<int> const lengths = {L, 0, 1, 16, 33, L + 9};
+  auto p = random_problem<T>(B, static_cast<std::size_t>(L), D, N, 500 + L);
+  auto const dyh = hax::test::random_vector(B * L * D, 501);  // nonzero at absent steps too
+  test_space space;
+  DeviceProblem<T> dev(p);
+  view1<int> len_view("lengths", B);
+  auto const len_host = Kokkos::create_mirror_view(len_view);
+  for (std::size_t b = 0; b < B; ++b) {
+    len_host(b) = lengths[b];
+    p.lengths.push_back(static_cast<std::size_t>(lengths[b]));
+  }
+  Kokkos::deep_copy(len_view, len_host);
+  auto in = dev.inputs();
+  in.lengths = len_view;
+  view3<T> y("y", B, L, D), dy("dy", B, L, D);
+  hax::test::fill_random(y, 502);  // every element must be written
+  hax::test::from_vector(dy, dyh);
+  int const n_chunks = (L + chunk - 1) / chunk;
+  hax::ssm::SelectiveScanSaved<T, Mem> saved{
+      Kokkos::View<T****, Kokkos::LayoutRight, Mem>("states", B, D, n_chunks, N), chunk};
+  hax::test::fill_random(saved.chunk_states, 503);
+  hax::ssm::impl::selective_scan_forward_run(space, in, y, saved, chunk_parallel, layout);
+  hax::ssm::SelectiveScanGrads<T, Mem> g{view3<T>("du", B, L, D), view3<T>("ddelta", B, L, D),
+                                         view1<T>("db", D),       view2<T>("dA", D, N),
+                                         view3<T>("dB", B, L, N), view3<T>("dC", B, L, N),
+                                         view1<T>("dD", D)};
+  hax::test::fill_random(g.du, 504);  // overwritten, absent steps included
+  hax::test::fill_random(g.ddelta, 505);
+  hax::test::fill_random(g.dB, 506);
+  hax::test::fill_random(g.dC, 507);
+  hax::ssm::impl::selective_scan_backward_run(space, in, saved, dy, g, layout);
+  space.fence();
+
+  // Chunk-start states: the present recurrence sampled at chunk starts, held past the row's end.
+  std::vector<double> states_ref(B * D * n_chunks * N, 0.0);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (std::size_t d = 0; d < D; ++d) {
+      std::vector<double> h(N, 0.0);
+      for (std::size_t t = 0; t < static_cast<std::size_t>(n_chunks) * chunk; ++t) {
+        if (t % chunk == 0) {
+          for (std::size_t n = 0; n < N; ++n) {
+            states_ref[((b * D + d) * n_chunks + t / chunk) * N + n] = h[n];
+          }
+        }
+        if (t >= p.length(b)) continue;
+        double const x = double(p.delta[(b * L + t) * D + d]) + double(p.delta_bias[d]);
+        double const dt = x > 20.0 ? x : std::log1p(std::exp(x));
+        for (std::size_t n = 0; n < N; ++n) {
+          h[n] = std::exp(dt * double(p.A[d * N + n])) * h[n] +
+                 dt * double(p.Bm[(b * L + t) * N + n]) * double(p.u[(b * L + t) * D + d]);
+        }
+      }
+    }
+  }
+  auto const yref = hax::reference::ssm::selective_scan_forward(p);
+  auto const gref = hax::reference::ssm::selective_scan_backward(p, std::vector<T>(dyh.begin(), dyh.end()));
+  using tol = hax::test::tolerance<T>;
+  REQUIRE(hax::test::max_abs(as_double(yref)) > 0.1);
+  hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
+  hax::test::check_close(hax::test::to_vector(saved.chunk_states), states_ref, tol::rtol, tol::atol,
+                         "chunk states");
+  hax::test::check_close(hax::test::to_vector(g.du), as_double(gref.du), tol::rtol, tol::atol,
+                         "du");
+  hax::test::check_close(hax::test::to_vector(g.ddelta), as_double(gref.ddelta), tol::rtol,
+                         tol::atol, "ddelta");
+  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
+                         "dB");
+  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
+                         "dC");
+  hax::test::check_close(hax::test::to_vector(g.dA), as_double(gref.dA), tol::rtol, tol::atol,
+                         "dA");
+  hax::test::check_close(hax::test::to_vector(g.ddelta_bias), as_double(gref.ddelta_bias),
+                         tol::rtol, tol::atol, "ddelta_bias");
+  hax::test::check_close(hax::test::to_vector(g.dD), as_double(gref.dD), tol::rtol, tol::atol,
+                         "dD");
+
+  // The reference itself: a row's present steps equal those of the full sequence (causal), and
+  // the absent ones are 0.
+  auto full = p;
+  full.lengths.clear();
+  auto const yfull = hax::reference::ssm::selective_scan_forward(full);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (std::size_t t = 0; t < static_cast<std::size_t>(L); ++t) {
+      for (std::size_t d = 0; d < D; ++d) {
+        std::size_t const at = (b * L + t) * D + d;
+        CHECK(yref[at] == (t < p.length(b) ? yfull[at] : T(0)));
+      }
+    }
+  }
 }

@@ -5,6 +5,7 @@
 /// fine for the small shapes of tests, and the oracle of hax::ssm::selective_scan_*.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <tuple>
@@ -23,6 +24,12 @@ struct SelectiveScanProblem {
   std::vector<T> Bm;          // (B, L, N)
   std::vector<T> Cm;          // (B, L, N)
   std::vector<T> Dskip;       // (D)
+  /// (B) optional, empty = every row has L steps: positions t >= lengths[b] are absent (y = 0
+  /// there, dy there ignored, their gradients 0), as if row b ended at lengths[b].
+  std::vector<std::size_t> lengths;
+
+  /// Steps of row b that are present.
+  std::size_t length(std::size_t b) const { return lengths.empty() ? L : std::min(lengths[b], L); }
 };
 
 /// Gradients of the scan, all starting from zero.
@@ -40,7 +47,8 @@ T softplus(T x) {
   return x > T(20) ? x : std::log1p(std::exp(x));
 }
 
-/// y (B, L, D); if `states` is given it receives every h_t as (B, L, D, N).
+/// y (B, L, D); if `states` is given it receives every h_t as (B, L, D, N). Absent positions
+/// (p.lengths) get y = 0 and a zero state.
 template <class T>
 std::vector<T> selective_scan_forward(SelectiveScanProblem<T> const& p,
                                       std::vector<T>* states = nullptr) {
@@ -52,7 +60,7 @@ std::vector<T> selective_scan_forward(SelectiveScanProblem<T> const& p,
   for (std::size_t b = 0; b < B; ++b) {
     for (std::size_t d = 0; d < D; ++d) {
       std::vector<T> h(N, T(0));  // the state of channel d starts at zero
-      for (std::size_t t = 0; t < L; ++t) {
+      for (std::size_t t = 0; t < p.length(b); ++t) {
         std::size_t const bt = b * L + t;
         T const dt = softplus(p.delta[bt * D + d] + p.delta_bias[d]);
         T const u = p.u[bt * D + d];
@@ -73,7 +81,8 @@ std::vector<T> selective_scan_forward(SelectiveScanProblem<T> const& p,
 }
 
 /// Gradients of loss = Σ dy ⊙ y with respect to every input, by the reverse recurrence
-/// g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} on the adjoint g_t = dLoss/dh_t.
+/// g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} on the adjoint g_t = dLoss/dh_t. Absent positions
+/// (p.lengths) get zero gradients and their dy is ignored.
 template <class T>
 SelectiveScanGradients<T> selective_scan_backward(SelectiveScanProblem<T> const& p,
                                                   std::vector<T> const& dy) {
@@ -87,7 +96,7 @@ SelectiveScanGradients<T> selective_scan_backward(SelectiveScanProblem<T> const&
   for (std::size_t b = 0; b < B; ++b) {
     for (std::size_t d = 0; d < D; ++d) {
       std::vector<T> adj(N, T(0));  // dLoss/dh_{t} arriving from t + 1
-      for (std::size_t t = L; t-- > 0;) {
+      for (std::size_t t = p.length(b); t-- > 0;) {
         std::size_t const bt = b * L + t;
         T const x = p.delta[bt * D + d] + p.delta_bias[d];
         T const dt = softplus(x);

@@ -57,6 +57,13 @@ using const_view = std::type_identity_t<Kokkos::View<DataType, Kokkos::LayoutRig
 /// ceil(a / b) for positive b.
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+/// The steps of row b that are present (SsdInputs::lengths, SelectiveScanInputs::lengths):
+/// lengths(b) clamped to [0, L], or L without lengths (an empty View).
+template <class Lengths>
+KOKKOS_INLINE_FUNCTION int present_steps(Lengths const& lengths, int b, int L) {
+  return lengths.extent(0) == 0 ? L : Kokkos::min(Kokkos::max(lengths(b), 0), L);
+}
+
 /// A flat thread index split into three coordinates, the innermost fastest.
 struct Index3 {
   int outer;

@@ -127,6 +127,7 @@ void scan_forward_segments(Space const& space, In const& in,
   auto const Bm = in.Bm;
   auto const Cm = in.Cm;
   auto const Dskip = in.Dskip;
+  auto const lengths = in.lengths;
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
   int const n_chunks = ceil_div(L, chunk);
   int const n_seg = mode == ScanSegments::whole ? 1 : n_chunks;
@@ -151,6 +152,7 @@ void scan_forward_segments(Space const& space, In const& in,
         int const nd = Kokkos::min(Dt, D - d0);
         int const ts = whole ? 0 : seg * chunk;
         int const te = whole ? L : Kokkos::min(ts + chunk, L);
+        int const tp = Kokkos::max(ts, Kokkos::min(te, present_steps(lengths, b, L)));  // present
         mat hs(team.team_scratch(level), Dt, N);        // running states of the block
         mat As(team.team_scratch(level), Dt, N);        // A of the block
         mat total(team.team_scratch(level), Dt, 1);     // Σ dt over the segment
@@ -164,8 +166,8 @@ void scan_forward_segments(Space const& space, In const& in,
           });
           Kokkos::single(Kokkos::PerThread(team), [&]() { total(dl, 0) = T(0); });
         });
-        for (int t0 = ts; t0 < te; t0 += S) {
-          int const len = Kokkos::min(S, te - t0);
+        for (int t0 = ts; t0 < tp; t0 += S) {
+          int const len = Kokkos::min(S, tp - t0);
           team.team_barrier();  // the previous block's steps have read the staged inputs
           Kokkos::parallel_for(Kokkos::TeamVectorRange(team, len * nd), [&](int i) {
             int const k = i / nd;
@@ -208,6 +210,21 @@ void scan_forward_segments(Space const& space, In const& in,
               }
             }
             Kokkos::single(Kokkos::PerThread(team), [&]() { total(dl, 0) += sum_dt_block; });
+          });
+        }
+        // Absent steps: y = 0; the state passes them unchanged (the checkpoints of the chunks
+        // wholly past the row's end hold it, so that every saved state is defined).
+        if (!local) {
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, (te - tp) * nd), [&](int i) {
+            y(b, tp + i / nd, d0 + i % nd) = T(0);
+          });
+        }
+        if (whole) {
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nd), [&](int dl) {
+            for (int c = ceil_div(tp, chunk); c < n_chunks; ++c) {
+              Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N),
+                                   [&](int n) { states(b, d0 + dl, c, n) = hs(dl, n); });
+            }
           });
         }
         if (local) {
@@ -320,6 +337,7 @@ void scan_backward_fused(Space const& space, In const& in,
   auto const Dskip = in.Dskip;
   auto const du = grads.du;
   auto const ddelta = grads.ddelta;
+  auto const lengths = in.lengths;
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
   int const n_chunks = ceil_div(L, chunk);
   int const K = Kokkos::min(chunk, L);
@@ -353,9 +371,12 @@ void scan_backward_fused(Space const& space, In const& in,
             bd(dl, 1) = T(0);
           });
         });
-        for (int c = n_chunks - 1; c >= 0; --c) {
+        int const present = present_steps(lengths, b, L);
+        // Present steps only (the caller zeroes the absent steps' gradients); the chunks wholly
+        // past the row's end are skipped, the adjoint entering the last present one is zero.
+        for (int c = ceil_div(present, chunk) - 1; c >= 0; --c) {
           int const cs = c * chunk;
-          int const len = Kokkos::min(chunk, L - cs);
+          int const len = Kokkos::min(chunk, present - cs);
           team.team_barrier();  // the previous chunk's partial sums have read hh, gg and xs
           Kokkos::parallel_for(Kokkos::TeamVectorRange(team, len * nd), [&](int i) {
             int const k = i / nd;

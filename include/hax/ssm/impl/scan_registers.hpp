@@ -53,6 +53,7 @@ void scan_forward_registers(Space const& space, In const& in,
   auto const Bm = in.Bm;
   auto const Cm = in.Cm;
   auto const Dskip = in.Dskip;
+  auto const lengths = in.lengths;
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
   int const n_chunks = ceil_div(L, chunk);
   int const n_seg = mode == ScanSegments::whole ? 1 : n_chunks;
@@ -67,6 +68,7 @@ void scan_forward_registers(Space const& space, In const& in,
         auto const [b, seg, d] = split_index3(i, n_seg, D);
         int const ts = whole ? 0 : seg * chunk;
         int const te = whole ? L : Kokkos::min(ts + chunk, L);
+        int const tp = Kokkos::max(ts, Kokkos::min(te, present_steps(lengths, b, L)));  // present
         T h[kCap];
         T a[kCap];
         HAX_UNROLL
@@ -77,7 +79,7 @@ void scan_forward_registers(Space const& space, In const& in,
         T const bias = delta_bias(d);
         T const skip = Dskip(d);
         T total = T(0);
-        for (int t = ts; t < te; ++t) {
+        for (int t = ts; t < tp; ++t) {
           if (whole && t % chunk == 0) {  // checkpoint: the state before this chunk
             HAX_UNROLL
             for (int n = 0; n < kCap; ++n) {
@@ -97,6 +99,19 @@ void scan_forward_registers(Space const& space, In const& in,
             }
           }
           if (!local) { y(b, t, d) = acc + skip * ut; }
+        }
+        // Absent steps: y = 0; the state passes them unchanged (the checkpoints of the chunks
+        // wholly past the row's end hold it, so that every saved state is defined).
+        if (!local) {
+          for (int t = tp; t < te; ++t) { y(b, t, d) = T(0); }
+        }
+        if (whole) {
+          for (int c = ceil_div(tp, chunk); c < n_chunks; ++c) {
+            HAX_UNROLL
+            for (int n = 0; n < kCap; ++n) {
+              if (n < N) { states(b, d, c, n) = h[n]; }
+            }
+          }
         }
         if (local) {
           HAX_UNROLL
@@ -174,6 +189,7 @@ void scan_backward_chunk_adjoints(Space const& space, In const& in,
   auto const delta_bias = in.delta_bias;
   auto const A = in.A;
   auto const Cm = in.Cm;
+  auto const lengths = in.lengths;
   int const B = delta.extent_int(0), L = delta.extent_int(1), D = delta.extent_int(2);
   int const N = A.extent_int(1);
   int const n_chunks = adj.extent_int(2);
@@ -184,7 +200,8 @@ void scan_backward_chunk_adjoints(Space const& space, In const& in,
       KOKKOS_LAMBDA(std::int64_t i) {
         auto const [b, c, d] = split_index3(i, n_chunks, D);
         int const ts = c * chunk;
-        int const te = Kokkos::min(ts + chunk, L);
+        // Present steps only: an absent chunk has a zero adjoint and Σ dt = 0 (decay 1).
+        int const te = Kokkos::max(ts, Kokkos::min(ts + chunk, present_steps(lengths, b, L)));
         T g[kCap];
         T a[kCap];
         HAX_UNROLL
@@ -271,6 +288,7 @@ void scan_backward_registers(Space const& space, In const& in,
   auto const Dskip = in.Dskip;
   auto const du = grads.du;
   auto const ddelta = grads.ddelta;
+  auto const lengths = in.lengths;
   int const B = u.extent_int(0), L = u.extent_int(1), D = u.extent_int(2), N = A.extent_int(1);
   int const n_chunks = states.extent_int(2);
   int const n_groups = ceil_div(D, kGroup);
@@ -291,7 +309,9 @@ void scan_backward_registers(Space const& space, In const& in,
         int const b = team.league_rank() / (n_groups * n_chunks);
         int const row = b * n_chunks + c;
         int const ts = c * chunk;
-        int const te = Kokkos::min(ts + chunk, L);
+        // Present steps only (their absent steps' gradients are zeroed by the caller): a chunk
+        // wholly past the row's end has no sub-chunk and writes zero parameter partials.
+        int const te = Kokkos::max(ts, Kokkos::min(ts + chunk, present_steps(lengths, b, L)));
         mat3 hbuf(team.team_scratch(level), S, N, host ? 1 : kGroup);  // h_{t-1} of a sub-chunk
 
         // One channel over the sub-chunk [s0, s1): recompute, then the reverse sweep. Lanes past

@@ -59,11 +59,6 @@ struct SsdTiles {
   }
 };
 
-/// The steps of row b that are present: lengths(b) clamped to [0, L], or L without lengths.
-template <class Lengths>
-KOKKOS_INLINE_FUNCTION int ssd_present(Lengths const& lengths, int b, int L) {
-  return lengths.extent(0) == 0 ? L : Kokkos::min(Kokkos::max(lengths(b), 0), L);
-}
 
 /// Zeroes steps [from, to) of row b of a (B, L, W) or (B, L, H, P) View with the threads of a
 /// team.
@@ -180,7 +175,7 @@ void ssd_forward_tiles(Space const& space, In const& in, SsdTiles const& tl,
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
         int ts = 0, len = 0, full = 0;
-        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
+        tl.range(k, present_steps(lengths, b, L), ts, len, full);
         ssd_zero_steps(team, y, b, ts + len, ts + full);  // absent steps: y = 0
         if (len == 0) {  // an empty or absent tile: no own state, no decay
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * P * N),
@@ -340,7 +335,7 @@ void ssd_forward_inter(Space const& space, In const& in, SsdTiles const& tl,
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
         int ts = 0, len = 0, full = 0;
-        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
+        tl.range(k, present_steps(lengths, b, L), ts, len, full);
         if (len == 0 || k == 0) {  // nothing, or the zero state at the sequence start
           return;
         }
@@ -407,7 +402,7 @@ void ssd_backward_tiles(Space const& space, In const& in,
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
         int ts = 0, len = 0, full = 0;
-        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
+        tl.range(k, present_steps(lengths, b, L), ts, len, full);
         if (len == 0) {
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * P * N), [&](int i) {
             own_s(b, i / (P * N), k, (i / N) % P, i % N) = T(0);
@@ -521,7 +516,7 @@ void ssd_backward_main(Space const& space, In const& in,
         int const b = team.league_rank() / n_tiles;
         int const k = team.league_rank() % n_tiles;
         int ts = 0, len = 0, full = 0;
-        tl.range(k, ssd_present(lengths, b, L), ts, len, full);
+        tl.range(k, present_steps(lengths, b, L), ts, len, full);
         // absent steps: zero gradients
         ssd_zero_steps(team, dx, b, ts + len, ts + full);
         ssd_zero_steps(team, ddt, b, ts + len, ts + full);
