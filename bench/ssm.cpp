@@ -22,6 +22,8 @@
 #include <hax/ssm/ssd.hpp>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "support/run.hpp"
@@ -83,12 +85,42 @@ enum class ScanSchedule {
   registers_chunk_parallel
 };
 
+/// Row lengths as the joint-recall batches have them: item lengths 2 + 2·n_c·(2·n_k + 1) for
+/// (n_c, n_k) uniform in 5..16 (semantics.md), less the one token the model's input drops, so
+/// each row is present up to its last real token (Mamba2Config::skip_padding). Fixed seed.
+std::vector<int> joint_recall_lengths(int B, int L) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> n(5, 16);
+  std::vector<int> lengths(B);
+  for (int& len : lengths) {
+    int const n_c = n(rng), n_k = n(rng);
+    len = std::min(L, 2 + 2 * n_c * (2 * n_k + 1) - 1);
+  }
+  return lengths;
+}
+
+/// The joint-recall row lengths as a device View (B), and the share of the B·L steps they keep.
+template <class Space>
+std::pair<view<Space, int*>, double> padded_lengths(int B, int L) {
+  auto const lengths = joint_recall_lengths(B, L);
+  view<Space, int*> lv("lengths", B);
+  auto const host = Kokkos::create_mirror_view(lv);
+  double sum = 0;
+  for (int b = 0; b < B; ++b) {
+    host(b) = lengths[b];
+    sum += lengths[b];
+  }
+  Kokkos::deep_copy(lv, host);
+  return {lv, sum / (double(B) * L)};
+}
+
 /// Selective scan, B, L, D, N, chunk; backward too when `with_backward`; the schedules the public
 /// forward and backward pick (automatic) or a forced forward schedule with the backward in its
-/// layout (lanes or registers).
+/// layout (lanes or registers); with `padded` rows that end as the joint-recall items do
+/// (SelectiveScanInputs::lengths; the FLOP and byte counters stay those of the full rows).
 template <class Space>
 void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chunk,
-                    bool with_backward, ScanSchedule schedule) {
+                    bool with_backward, ScanSchedule schedule, bool padded) {
   Space space;
   using Mem = typename Space::memory_space;
   view<Space, T***> u("u", B, L, D), delta("delta", B, L, D), y("y", B, L, D);  // (B, L, D)
@@ -103,6 +135,10 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
   randomize(space, Cm, 6);
   randomize(space, Dskip, 7);
   hax::ssm::SelectiveScanInputs<T, Mem> in{u, delta, delta_bias, A, Bm, Cm, Dskip};
+  double present = 1.0;  // share of the B·L steps that are present
+  if (padded) {
+    std::tie(in.lengths, present) = padded_lengths<Space>(B, L);
+  }
   view<Space, T***> dy("dy", B, L, D);
   randomize(space, dy, 8);
   hax::ssm::SelectiveScanGrads<T, Mem> g{
@@ -150,20 +186,7 @@ void selective_scan(benchmark::State& state, int B, int L, int D, int N, int chu
     bytes += 4.0 * (5 * bld + 4 * bln) + saved_bytes;  // u, delta, dy, du, ddelta; B, C, dB, dC
   }
   set_counters(state, double(B) * L, flop, bytes);
-}
-
-/// Row lengths as the joint-recall batches have them: item lengths 2 + 2·n_c·(2·n_k + 1) for
-/// (n_c, n_k) uniform in 5..16 (semantics.md), less the one token the model's input drops, so
-/// each row is present up to its last real token (Mamba2Config::skip_padding). Fixed seed.
-std::vector<int> joint_recall_lengths(int B, int L) {
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<int> n(5, 16);
-  std::vector<int> lengths(B);
-  for (int& len : lengths) {
-    int const n_c = n(rng), n_k = n(rng);
-    len = std::min(L, 2 + 2 * n_c * (2 * n_k + 1) - 1);
-  }
-  return lengths;
+  state.counters["present"] = present;
 }
 
 /// SSD, B, L, H, P, N, chunk Q; backward too when `with_backward`; with `padded` rows that end
@@ -189,17 +212,7 @@ void ssd(benchmark::State& state, int B, int L, int H, int P, int N, int chunk,
   hax::ssm::SsdInputs<T, Mem> in{x, dt, dt_bias, A, Bm, Cm, Dskip};
   double present = 1.0;  // share of the B·L steps that are present
   if (padded) {
-    auto const lengths = joint_recall_lengths(B, L);
-    view<Space, int*> lv("lengths", B);
-    auto const host = Kokkos::create_mirror_view(lv);
-    double sum = 0;
-    for (int b = 0; b < B; ++b) {
-      host(b) = lengths[b];
-      sum += lengths[b];
-    }
-    Kokkos::deep_copy(lv, host);
-    in.lengths = lv;
-    present = sum / (double(B) * L);
+    std::tie(in.lengths, present) = padded_lengths<Space>(B, L);
   }
   hax::ssm::SsdGrads<T, Mem> g{view<Space, T****>("dx", B, L, H, P),
                                view<Space, T***>("ddt", B, L, H),
@@ -276,7 +289,7 @@ void register_all() {
     std::string const kind = bwd ? "fwd_bwd" : "fwd";
     for (int chunk : {32, 64}) {  // 32: the Mamba mixer's default
       reg("selective_scan_" + kind + "/B64/L1057/D128/N16/chunk" + std::to_string(chunk),
-          selective_scan<Space>, 64, 1057, 128, 16, chunk, bwd, ScanSchedule::automatic)
+          selective_scan<Space>, 64, 1057, 128, 16, chunk, bwd, ScanSchedule::automatic, false)
           ->Iterations(1);
     }
     // Both forward schedules forced (the public forward picks by the device's size).
@@ -286,9 +299,13 @@ void register_all() {
                                std::pair{"registers_chunkpar",
                                          ScanSchedule::registers_chunk_parallel}}) {
       reg("selective_scan_" + kind + "_" + name + "/B64/L1057/D128/N16/chunk32",
-          selective_scan<Space>, 64, 1057, 128, 16, 32, bwd, sched)
+          selective_scan<Space>, 64, 1057, 128, 16, 32, bwd, sched, false)
           ->Iterations(1);
     }
+    // Rows that end where the joint-recall items end (the mixers' skip_padding).
+    reg("selective_scan_" + kind + "_padded/B64/L1057/D128/N16/chunk32", selective_scan<Space>,
+        64, 1057, 128, 16, 32, bwd, ScanSchedule::automatic, true)
+        ->Iterations(1);
     for (int q : {32, 64, 128, 256}) {
       reg("ssd_" + kind + "/B64/L1057/H8/P16/N32/Q" + std::to_string(q), ssd<Space>, 64, 1057, 8,
           16, 32, q, bwd, false)
@@ -306,7 +323,7 @@ void register_all() {
     int const B = 65536 / L;
     std::string const shape = "/B" + std::to_string(B) + "/L" + std::to_string(L);
     reg("selective_scan_fwd_bwd" + shape + "/D128/N16/chunk64", selective_scan<Space>, B, L, 128,
-        16, 64, true, ScanSchedule::automatic)
+        16, 64, true, ScanSchedule::automatic, false)
         ->Iterations(1);
     reg("ssd_fwd_bwd" + shape + "/H8/P16/N32/Q64", ssd<Space>, B, L, 8, 16, 32, 64, true, false)
         ->Iterations(1);
