@@ -546,12 +546,14 @@ TEMPLATE_TEST_CASE("selective scan: lengths make the steps after them absent (ev
   auto full = p;
   full.lengths.clear();
   auto const yfull = hax::reference::ssm::selective_scan_forward(full);
+  std::size_t mismatches = 0;
   for (std::size_t b = 0; b < B; ++b) {
     for (std::size_t t = 0; t < static_cast<std::size_t>(L); ++t) {
       for (std::size_t d = 0; d < D; ++d) {
         std::size_t const at = (b * L + t) * D + d;
-        CHECK(yref[at] == (t < p.length(b) ? yfull[at] : T(0)));
+        mismatches += yref[at] != (t < p.length(b) ? yfull[at] : T(0)) ? 1 : 0;
       }
     }
   }
+  CHECK(mismatches == 0);
 }

@@ -55,7 +55,7 @@ template <class DataType, class MemorySpace>
 using const_view = std::type_identity_t<Kokkos::View<DataType, Kokkos::LayoutRight, MemorySpace>>;
 
 /// ceil(a / b) for positive b.
-inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+KOKKOS_INLINE_FUNCTION int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 /// The steps of row b that are present (SsdInputs::lengths, SelectiveScanInputs::lengths):
 /// lengths(b) clamped to [0, L], or L without lengths (an empty View).
