@@ -87,7 +87,7 @@ enum class ScanSchedule {
 
 /// Row lengths as the joint-recall batches have them: item lengths 2 + 2·n_c·(2·n_k + 1) for
 /// (n_c, n_k) uniform in 5..16 (semantics.md), less the one token the model's input drops, so
-/// each row is present up to its last real token (Mamba2Config::skip_padding). Fixed seed.
+/// each row is present up to its last real token (the mixers' skip_padding). Fixed seed.
 std::vector<int> joint_recall_lengths(int B, int L) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> n(5, 16);

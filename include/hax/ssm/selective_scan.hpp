@@ -274,7 +274,8 @@ void selective_scan_backward_run(Space const& space, SelectiveScanInputs<T, Mem>
 /// Forward of the selective scan.
 ///
 /// \param space [in] execution-space instance; the op is asynchronous on it.
-/// \param in [in] u, delta (B, L, D); delta_bias, Dskip (D); A (D, N); Bm, Cm (B, L, N).
+/// \param in [in] u, delta (B, L, D); delta_bias, Dskip (D); A (D, N); Bm, Cm (B, L, N);
+///        optionally lengths (B): the steps after them are absent (y = 0 there).
 /// \param y [out] (B, L, D), overwritten.
 /// \param checkpoint [in] chunk length between saved states (any value >= 1).
 /// \return the chunk-start states (B, D, ceil(L / chunk), N) the backward needs (with `in`).
@@ -330,7 +331,8 @@ SelectiveScanSaved<T, Mem> selective_scan_forward(
 /// \param in [in] the forward's inputs; \param saved [in] what the forward returned.
 /// \param dy [in] (B, L, D) gradient of the loss with respect to y.
 /// \param grads [out] du, ddelta, dB, dC written; ddelta_bias, dA, dD accumulated (+=).
-/// Asynchronous on `space`; 5 kernels (registers) or 3 (lanes).
+/// Asynchronous on `space`; 5 kernels (registers) or 3 (lanes), one more with lengths (the
+/// zeros of du and ddelta at the absent steps).
 template <execution_space Space, class T, class Mem>
 requires view_accessible_from<Kokkos::View<T*, Mem>, Space>
 void selective_scan_backward(Space const& space, SelectiveScanInputs<T, Mem> const& in,

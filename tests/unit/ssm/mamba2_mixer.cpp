@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/compare.hpp"
+#include "support/mixer_checks.hpp"
 #include "support/perturb.hpp"
 #include "support/gradcheck.hpp"
 #include "support/test_space.hpp"
@@ -24,6 +25,7 @@
 namespace {
 
 using hax::test::test_memory_space;
+using hax::test::right_pad_mask;
 using hax::test::test_space;
 
 template <class T>
@@ -73,16 +75,6 @@ hax::reference::ssm::Mamba2MixerWeights<double> weights_of(
           param(store, "conv1d.bias"),    param(store, "dt_bias"),
           param(store, "A_log"),          param(store, "D"),
           param(store, "norm.weight"),    param(store, "out_proj.weight")};
-}
-
-std::vector<double> right_pad_mask(std::size_t B, std::size_t L, std::vector<std::size_t> const& lengths) {
-  std::vector<double> m(B * L, 0.0);
-  for (std::size_t b = 0; b < B; ++b) {
-    for (std::size_t t = 0; t < lengths[b]; ++t) {
-      m[b * L + t] = 1.0;
-    }
-  }
-  return m;
 }
 
 }  // namespace
@@ -190,75 +182,14 @@ TEST_CASE("Mamba2Mixer: right padding never changes the outputs at real position
 }
 
 TEST_CASE("Mamba2Mixer: skip_padding changes no output and no gradient", "[ssm][mamba2_mixer]") {
-  // With skip_padding the SSD stops after each row's last real token. The mixer zeroes x, B and C
-  // at pads (after the conv), so the full scan's output there is exactly 0 too and no dy there
-  // reaches anything: every output, the input gradient and every parameter gradient must equal
-  // those of the full scan, for a dy that is nonzero everywhere, with and without the HAX branch
-  // (which reads the SSD's input x, never its output), in both semantics.
-  using T = double;
-  std::size_t const B = 4, L = 13, D = 6;
+  // The mixer zeroes x, B and C at pads after the conv, so the full SSD's output there is 0 and
+  // skipping it is exact; the HAX branch reads x, never the SSD's output
+  // (support/mixer_checks.hpp).
   auto const branch = GENERATE(std::string(), std::string("sign_bin_lsh+key_selection"));
-  auto const semantics =
-      GENERATE(hax::attn::Semantics::causal, hax::attn::Semantics::reference);
+  auto const semantics = GENERATE(hax::attn::Semantics::causal, hax::attn::Semantics::reference);
   CAPTURE(branch, semantics == hax::attn::Semantics::causal);
-  auto config = small_config(4);
-  if (!branch.empty()) {
-    hax::attn::SparseBranchConfig b;
-    b.arch = branch;
-    b.keys = 4;
-    b.num_hash = 2;
-    b.semantics = semantics;
-    b.max_length = 8;
-    b.state_size = 0;  // 0: the mixer's own N and d_inner
-    b.d_inner = 0;
-    config.sparse = b;
-  }
-  hax::ssm::Mamba2Mixer<test_space, T> const full(config);
-  config.skip_padding = true;
-  hax::ssm::Mamba2Mixer<test_space, T> const skipping(config);
-  auto store = make_store(full, 41);
-  hax::test::perturb_all(store);
-  test_space space;
-  hax::attn::StepContext ctx;
-  ctx.step = 3;  // training: the ranking loss runs with the branch
-  // rows: all real; 5 real; no real token; real tokens around a hole (last real at t = 8)
-  auto hmask = right_pad_mask(B, L, {L, 5, 0, 9});
-  for (std::size_t t = 4; t < 7; ++t) hmask[3 * L + t] = 0.0;
-  std::vector<std::size_t> const extent = {L, 5, 0, 9};  // 1 + the last real position
-  mask_view mask("mask", B, L);
-  hax::test::from_vector(mask, hmask);
-  act<T> x("x", B, L, D), dy("dy", B, L, D);
-  hax::test::fill_random(x, 42, -2.0, 2.0);
-  hax::test::fill_random(dy, 43);  // nonzero at the pads too
-  auto run = [&](hax::ssm::Mamba2Mixer<test_space, T> const& mixer, act<T> const& y,
-                 act<T> const& dx, loss_view<T> const& gate_loss) {
-    hax::test::from_vector(store.grads(), std::vector<double>(store.grads().span(), 0.0));
-    auto const saved = mixer.forward(space, store, kPrefix, x, mask, y, gate_loss, ctx);
-    mixer.backward(space, store, kPrefix, saved, dy, dx, ctx);
-    space.fence();
-    if (&mixer == &skipping) {  // the SSD really stops after each row's last real token
-      REQUIRE(saved.lengths.extent(0) == B);
-      auto const lengths = hax::test::to_vector(saved.lengths);
-      CHECK(lengths == std::vector<double>(extent.begin(), extent.end()));
-    } else {
-      CHECK(saved.lengths.extent(0) == 0);
-    }
-    return hax::test::to_vector(store.grads());
-  };
-  act<T> y_full("y_full", B, L, D), dx_full("dx_full", B, L, D);
-  act<T> y_skip("y_skip", B, L, D), dx_skip("dx_skip", B, L, D);
-  loss_view<T> loss_full("loss_full"), loss_skip("loss_skip");
-  auto const g_full = run(full, y_full, dx_full, loss_full);
-  auto const g_skip = run(skipping, y_skip, dx_skip, loss_skip);
-  auto const yf = hax::test::to_vector(y_full);
-  REQUIRE(hax::test::max_abs(yf) > 0.1);
-  REQUIRE(hax::test::max_abs(g_full) > 0.1);
-  hax::test::check_close(hax::test::to_vector(y_skip), yf, 1e-12, 1e-13, "y");
-  hax::test::check_close(g_skip, g_full, 1e-10, 1e-12, "parameter gradients");
-  hax::test::check_close(hax::test::to_vector(dx_skip), hax::test::to_vector(dx_full), 1e-10,
-                         1e-12, "dx");
-  auto const lf = hax::test::to_vector(loss_full), ls = hax::test::to_vector(loss_skip);
-  CHECK(ls == lf);  // the ranking loss reads x only (0 without the branch)
+  using Mixer = hax::ssm::Mamba2Mixer<test_space, double>;
+  hax::test::check_skip_padding_is_exact<Mixer>(small_config(4), kPrefix, branch, semantics);
 }
 
 TEMPLATE_TEST_CASE("Mamba2Mixer step mode equals the parallel forward", "[ssm][mamba2_mixer]",

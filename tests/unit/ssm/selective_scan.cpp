@@ -96,6 +96,52 @@ std::vector<double> run_forward(hax::reference::ssm::SelectiveScanProblem<T> con
   return hax::test::to_vector(y);
 }
 
+/// The chunk-start states (B, D, n_chunks, N) of the sequential recurrence, in double: the state
+/// before each chunk; past a row's length (p.lengths) the state stays that at its last step.
+template <class T>
+std::vector<double> reference_chunk_states(hax::reference::ssm::SelectiveScanProblem<T> const& p,
+                                           int chunk) {
+  std::size_t const B = p.B, L = p.L, D = p.D, N = p.N;
+  std::size_t const n_chunks = (L + chunk - 1) / chunk;
+  std::vector<double> states(B * D * n_chunks * N, 0.0);
+  for (std::size_t b = 0; b < B; ++b) {
+    for (std::size_t d = 0; d < D; ++d) {
+      std::vector<double> h(N, 0.0);
+      for (std::size_t t = 0; t < n_chunks * chunk; ++t) {
+        if (t % chunk == 0) {
+          for (std::size_t n = 0; n < N; ++n) {
+            states[((b * D + d) * n_chunks + t / chunk) * N + n] = h[n];
+          }
+        }
+        if (t >= p.length(b)) continue;
+        double const x = double(p.delta[(b * L + t) * D + d]) + double(p.delta_bias[d]);
+        double const dt = x > 20.0 ? x : std::log1p(std::exp(x));
+        for (std::size_t n = 0; n < N; ++n) {
+          h[n] = std::exp(dt * double(p.A[d * N + n])) * h[n] +
+                 dt * double(p.Bm[(b * L + t) * N + n]) * double(p.u[(b * L + t) * D + d]);
+        }
+      }
+    }
+  }
+  return states;
+}
+
+/// Checks every gradient of the device backward `g` against the reference's `gref`.
+template <class T, class Grads>
+void check_gradients_close(Grads const& g,
+                           hax::reference::ssm::SelectiveScanGradients<T> const& gref, double rtol,
+                           double atol) {
+  using hax::test::check_close;
+  using hax::test::to_vector;
+  check_close(to_vector(g.du), as_double(gref.du), rtol, atol, "du");
+  check_close(to_vector(g.ddelta), as_double(gref.ddelta), rtol, atol, "ddelta");
+  check_close(to_vector(g.dA), as_double(gref.dA), rtol, atol, "dA");
+  check_close(to_vector(g.dB), as_double(gref.dB), rtol, atol, "dB");
+  check_close(to_vector(g.dC), as_double(gref.dC), rtol, atol, "dC");
+  check_close(to_vector(g.ddelta_bias), as_double(gref.ddelta_bias), rtol, atol, "ddelta_bias");
+  check_close(to_vector(g.dD), as_double(gref.dD), rtol, atol, "dD");
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("selective scan: chunked forward and backward match the sequential reference",
@@ -358,11 +404,7 @@ TEST_CASE("selective scan: any small dimension works (forward and backward vs re
   auto const gref = hax::reference::ssm::selective_scan_backward(p, std::vector<double>(dyh));
   hax::test::check_close(hax::test::to_vector(y), hax::reference::ssm::selective_scan_forward(p),
                          1e-10, 1e-12, "y");
-  hax::test::check_close(hax::test::to_vector(g.du), gref.du, 1e-10, 1e-12, "du");
-  hax::test::check_close(hax::test::to_vector(g.ddelta), gref.ddelta, 1e-10, 1e-12, "ddelta");
-  hax::test::check_close(hax::test::to_vector(g.dA), gref.dA, 1e-10, 1e-12, "dA");
-  hax::test::check_close(hax::test::to_vector(g.dB), gref.dB, 1e-10, 1e-12, "dB");
-  hax::test::check_close(hax::test::to_vector(g.dC), gref.dC, 1e-10, 1e-12, "dC");
+  check_gradients_close(g, gref, 1e-10, 1e-12);
 }
 
 TEMPLATE_TEST_CASE("selective scan: every schedule and layout at awkward sizes",
@@ -408,26 +450,7 @@ TEMPLATE_TEST_CASE("selective scan: every schedule and layout at awkward sizes",
   hax::ssm::impl::selective_scan_backward_run(space, dev.inputs(), saved, dy, g, layout);
   space.fence();
   // The chunk-start states: the sequential recurrence of the reference, sampled at chunk starts.
-  std::vector<double> states_ref(dims.B * dims.D * n_chunks * dims.N, 0.0);
-  for (std::size_t b = 0; b < dims.B; ++b) {
-    for (std::size_t d = 0; d < dims.D; ++d) {
-      std::vector<double> h(dims.N, 0.0);
-      for (std::size_t t = 0; t < dims.L; ++t) {
-        if (t % dims.chunk == 0) {
-          for (std::size_t n = 0; n < dims.N; ++n) {
-            states_ref[((b * dims.D + d) * n_chunks + t / dims.chunk) * dims.N + n] = h[n];
-          }
-        }
-        double const x = double(p.delta[(b * dims.L + t) * dims.D + d]) + double(p.delta_bias[d]);
-        double const dt = x > 20.0 ? x : std::log1p(std::exp(x));
-        for (std::size_t n = 0; n < dims.N; ++n) {
-          h[n] = std::exp(dt * double(p.A[d * dims.N + n])) * h[n] +
-                 dt * double(p.Bm[(b * dims.L + t) * dims.N + n]) *
-                     double(p.u[(b * dims.L + t) * dims.D + d]);
-        }
-      }
-    }
-  }
+  auto const states_ref = reference_chunk_states(p, dims.chunk);
   std::vector<T> dyT(dyh.begin(), dyh.end());
   auto const yref = hax::reference::ssm::selective_scan_forward(p);
   auto const gref = hax::reference::ssm::selective_scan_backward(p, dyT);
@@ -435,20 +458,7 @@ TEMPLATE_TEST_CASE("selective scan: every schedule and layout at awkward sizes",
   hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
   hax::test::check_close(hax::test::to_vector(saved.chunk_states), states_ref, tol::rtol, tol::atol,
                          "chunk states");
-  hax::test::check_close(hax::test::to_vector(g.du), as_double(gref.du), tol::rtol, tol::atol,
-                         "du");
-  hax::test::check_close(hax::test::to_vector(g.ddelta), as_double(gref.ddelta), tol::rtol,
-                         tol::atol, "ddelta");
-  hax::test::check_close(hax::test::to_vector(g.dA), as_double(gref.dA), tol::rtol, tol::atol,
-                         "dA");
-  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
-                         "dB");
-  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
-                         "dC");
-  hax::test::check_close(hax::test::to_vector(g.ddelta_bias), as_double(gref.ddelta_bias),
-                         tol::rtol, tol::atol, "ddelta_bias");
-  hax::test::check_close(hax::test::to_vector(g.dD), as_double(gref.dD), tol::rtol, tol::atol,
-                         "dD");
+  check_gradients_close(g, gref, tol::rtol, tol::atol);
 }
 
 TEMPLATE_TEST_CASE("selective scan: lengths make the steps after them absent (every schedule and "
@@ -499,47 +509,16 @@ TEMPLATE_TEST_CASE("selective scan: lengths make the steps after them absent (ev
   space.fence();
 
   // Chunk-start states: the present recurrence sampled at chunk starts, held past the row's end.
-  std::vector<double> states_ref(B * D * n_chunks * N, 0.0);
-  for (std::size_t b = 0; b < B; ++b) {
-    for (std::size_t d = 0; d < D; ++d) {
-      std::vector<double> h(N, 0.0);
-      for (std::size_t t = 0; t < static_cast<std::size_t>(n_chunks) * chunk; ++t) {
-        if (t % chunk == 0) {
-          for (std::size_t n = 0; n < N; ++n) {
-            states_ref[((b * D + d) * n_chunks + t / chunk) * N + n] = h[n];
-          }
-        }
-        if (t >= p.length(b)) continue;
-        double const x = double(p.delta[(b * L + t) * D + d]) + double(p.delta_bias[d]);
-        double const dt = x > 20.0 ? x : std::log1p(std::exp(x));
-        for (std::size_t n = 0; n < N; ++n) {
-          h[n] = std::exp(dt * double(p.A[d * N + n])) * h[n] +
-                 dt * double(p.Bm[(b * L + t) * N + n]) * double(p.u[(b * L + t) * D + d]);
-        }
-      }
-    }
-  }
+  auto const states_ref = reference_chunk_states(p, chunk);
   auto const yref = hax::reference::ssm::selective_scan_forward(p);
-  auto const gref = hax::reference::ssm::selective_scan_backward(p, std::vector<T>(dyh.begin(), dyh.end()));
+  auto const gref =
+      hax::reference::ssm::selective_scan_backward(p, std::vector<T>(dyh.begin(), dyh.end()));
   using tol = hax::test::tolerance<T>;
   REQUIRE(hax::test::max_abs(as_double(yref)) > 0.1);
   hax::test::check_close(hax::test::to_vector(y), as_double(yref), tol::rtol, tol::atol, "y");
   hax::test::check_close(hax::test::to_vector(saved.chunk_states), states_ref, tol::rtol, tol::atol,
                          "chunk states");
-  hax::test::check_close(hax::test::to_vector(g.du), as_double(gref.du), tol::rtol, tol::atol,
-                         "du");
-  hax::test::check_close(hax::test::to_vector(g.ddelta), as_double(gref.ddelta), tol::rtol,
-                         tol::atol, "ddelta");
-  hax::test::check_close(hax::test::to_vector(g.dB), as_double(gref.dB), tol::rtol, tol::atol,
-                         "dB");
-  hax::test::check_close(hax::test::to_vector(g.dC), as_double(gref.dC), tol::rtol, tol::atol,
-                         "dC");
-  hax::test::check_close(hax::test::to_vector(g.dA), as_double(gref.dA), tol::rtol, tol::atol,
-                         "dA");
-  hax::test::check_close(hax::test::to_vector(g.ddelta_bias), as_double(gref.ddelta_bias),
-                         tol::rtol, tol::atol, "ddelta_bias");
-  hax::test::check_close(hax::test::to_vector(g.dD), as_double(gref.dD), tol::rtol, tol::atol,
-                         "dD");
+  check_gradients_close(g, gref, tol::rtol, tol::atol);
 
   // The reference itself: a row's present steps equal those of the full sequence (causal), and
   // the absent ones are 0.

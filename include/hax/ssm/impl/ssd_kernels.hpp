@@ -59,7 +59,6 @@ struct SsdTiles {
   }
 };
 
-
 /// Zeroes steps [from, to) of row b of a (B, L, W) or (B, L, H, P) View with the threads of a
 /// team.
 template <class Member, class V>
