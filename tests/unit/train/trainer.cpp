@@ -352,7 +352,11 @@ TEST_CASE("train: resuming a hybrid equals an uninterrupted run (hashing streams
     if constexpr (std::is_same_v<space, Kokkos::Serial>) {
       CHECK(a.at(name).bytes == b.at(name).bytes);  // bit for bit
     } else {
-      hax::test::check_close(tensor_values(b, name), tensor_values(a, name), 1e-4, 1e-6, name);
+      // Threads sum in a varying order (the attention backward's atomics), so an element whose
+      // gradient is at rounding level can take an AdamW step of another size or sign: atol is
+      // 1 % of one step at lr 1e-2 (seen: 2.5e-6 on one of 2 630 parameters under ASan). A
+      // resume that broke the optimiser or a random stream moves most elements by about lr.
+      hax::test::check_close(tensor_values(b, name), tensor_values(a, name), 1e-4, 1e-4, name);
     }
   }
   // The validation and test results after the resume are the uninterrupted run's.
