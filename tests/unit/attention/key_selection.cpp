@@ -61,8 +61,10 @@ TEMPLATE_TEST_CASE("key-selection features match the reference in both semantics
   using T = TestType;
   auto const semantics = GENERATE(PlanSemantics::causal, PlanSemantics::reference);
   bool const causal = semantics == PlanSemantics::causal;
-  CAPTURE(causal);
-  int const B = 2, L = 41, N = 8;
+  // L = 41 and 97: one segment, and several with a partial last one, of the causal prefix sums;
+  // L = 2 100 makes the segments longer than 32 rows (at most 64 segments per row).
+  auto const [B, L, N] = GENERATE(table<int, int, int>({{2, 41, 8}, {3, 97, 16}, {1, 2100, 4}}));
+  CAPTURE(causal, L, N);
   test_space space;
   v3<T> q("q", B, L, N), k("k", B, L, N), feat("feat", B, L, 2 * N);
   auto const hq = hax::test::fill_random(q, 1);

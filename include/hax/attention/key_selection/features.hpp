@@ -15,12 +15,80 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
 #include <hax/core/policies.hpp>
+#include <hax/core/views.hpp>
 
 namespace hax::attn {
 
+namespace impl {
+
+/// Causal features: feat(b, j, :) = [k(b, j, :), P_j / max(|P_j|, eps)] with P_j = Σ_{t<=j} q(b, t, :).
+/// The prefix sums are segmented so that every kernel is wide and reads rows coalesced (the N
+/// features of a row on neighbouring threads): (1) a thread per (b, segment, n) sums its segment;
+/// (2) a thread per (b, segment, n) adds the sums of the earlier segments of its column and walks
+/// its segment again, writing the running sums and the copy of k; (3) a row kernel normalises.
+/// At most kMaxSegments segments per row, so step (2)'s offset loop stays short at any L. A team
+/// per (sequence, feature) scanning L in parallel took 127 µs per call on an H100 at B = 64,
+/// L = 1057, N = 16 (docs/perf_training_step.md); a thread per (sequence, feature) walking L
+/// serially 0.9 ms. Extra memory: (B, segments, N).
+inline constexpr int kPrefixSegmentRows = 32;
+inline constexpr int kMaxSegments = 64;
+
+template <class Space, class Q, class K, class F>
+void causal_prefix_features(Space const& space, Q const& q, K const& k, F const& feat) {
+  using T = typename F::non_const_value_type;
+  int const B = q.extent_int(0), L = q.extent_int(1), N = q.extent_int(2);
+  int const seg_rows = Kokkos::max(kPrefixSegmentRows, (L + kMaxSegments - 1) / kMaxSegments);
+  int const S = (L + seg_rows - 1) / seg_rows;
+  auto const sums = uninitialized_view<T***>(space, "hax::attn::key_selection_features::segment_sums", B, S, N);
+  int const items = B * S * N;
+  Kokkos::parallel_for(
+      "hax::attn::key_selection_features::segment_sums", Kokkos::RangePolicy<Space>(space, 0, items),
+      KOKKOS_LAMBDA(int e) {
+        int const n = e % N, s = (e / N) % S, b = e / (N * S);
+        int const j1 = Kokkos::min(L, (s + 1) * seg_rows);
+        T acc = 0;
+        for (int j = s * seg_rows; j < j1; ++j) { acc += q(b, j, n); }
+        sums(b, s, n) = acc;
+      });
+  Kokkos::parallel_for(
+      "hax::attn::key_selection_features::segment_prefix", Kokkos::RangePolicy<Space>(space, 0, items),
+      KOKKOS_LAMBDA(int e) {
+        int const n = e % N, s = (e / N) % S, b = e / (N * S);
+        T run = 0;
+        for (int p = 0; p < s; ++p) { run += sums(b, p, n); }
+        int const j1 = Kokkos::min(L, (s + 1) * seg_rows);
+        for (int j = s * seg_rows; j < j1; ++j) {
+          run += q(b, j, n);
+          feat(b, j, N + n) = run;
+          feat(b, j, n) = k(b, j, n);
+        }
+      });
+  // A row per thread of core::row_teams, its N prefix features on the vector lanes.
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  int const rows = B * L;
+  int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
+  Kokkos::parallel_for(
+      "hax::attn::key_selection_features::row_normalise", core::row_teams(space, league),
+      KOKKOS_LAMBDA(member const& team) {
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
+          int const row = team.league_rank() * core::kRowsPerTeam + r;
+          if (row >= rows) { return; }
+          int const b = row / L, j = row % L;
+          T sq = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::ThreadVectorRange(team, N), [&](int n, T& acc) { acc += feat(b, j, N + n) * feat(b, j, N + n); },
+              sq);
+          T const inv = T(1) / Kokkos::max(Kokkos::sqrt(sq), T(kNormalizeEps));
+          Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) { feat(b, j, N + n) *= inv; });
+        });
+      });
+}
+
+}  // namespace impl
+
 /// feat (B, L, 2N) = [k, normalised prefix sum of q] from q, k (B, L, N).
 /// k enters as given (the blocks pass K already scaled by 1/√N). Asynchronous on `space`;
-/// O(B·L·N) time, no extra memory.
+/// O(B·L·N) time; causal semantics takes a (B, ≤ 64, N) temporary (impl::causal_prefix_features).
 template <execution_space Space, class Q, class K, class F>
   requires(view_accessible_from<Q, Space> && view_accessible_from<K, Space> &&
            view_accessible_from<F, Space>)
@@ -38,11 +106,12 @@ void key_selection_features(Space const& space, PlanSemantics semantics, Q const
                 2 * N, ")");
   using T = typename F::non_const_value_type;
   bool const per_column = semantics == PlanSemantics::reference;
-  // Prefix sums run along the sequence: one team per (sequence, feature), the team scanning the
-  // L positions in parallel. One thread per (sequence, feature) walking L serially took 0.9 ms
-  // per call in the H100/H200 training step (B·N = 2 048 threads; docs/perf_training_step.md).
-  // (A team per sequence cutting L into segments, features fastest, took 195 µs per call on the
-  // same H100 profile: only B = 64 teams; commit 5c81075, reverted.)
+  if (!per_column) {
+    impl::causal_prefix_features(space, q, k, feat);
+    return;
+  }
+  // Reference semantics normalises each column over all L positions: one team per (sequence,
+  // feature) scans its column in parallel, then reduces and scales it.
   using member = typename Kokkos::TeamPolicy<Space>::member_type;
   auto const teams = core::long_loop_teams(space, B * N);
   Kokkos::parallel_for(
@@ -55,37 +124,14 @@ void key_selection_features(Space const& space, PlanSemantics semantics, Q const
             feat(b, j, n) = k(b, j, n);
           }
         });
-        if (per_column) {
-          team.team_barrier();  // every prefix of this column is written
-          T sq = 0;
-          Kokkos::parallel_reduce(
-              Kokkos::TeamThreadRange(team, L),
-              [&](int j, T& acc) { acc += feat(b, j, N + n) * feat(b, j, N + n); }, sq);
-          T const inv = T(1) / Kokkos::max(Kokkos::sqrt(sq), T(kNormalizeEps));
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, L),
-                               [&](int j) { feat(b, j, N + n) *= inv; });
-        }
+        team.team_barrier();  // every prefix of this column is written
+        T sq = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, L),
+            [&](int j, T& acc) { acc += feat(b, j, N + n) * feat(b, j, N + n); }, sq);
+        T const inv = T(1) / Kokkos::max(Kokkos::sqrt(sq), T(kNormalizeEps));
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, L), [&](int j) { feat(b, j, N + n) *= inv; });
       });
-  if (!per_column) {
-    // A row per thread of core::row_teams, its N prefix features on the vector lanes.
-    int const rows = B * L;
-    int const league = (rows + core::kRowsPerTeam - 1) / core::kRowsPerTeam;
-    Kokkos::parallel_for(
-        "hax::attn::key_selection_features::row_normalise", core::row_teams(space, league),
-        KOKKOS_LAMBDA(member const& team) {
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, core::kRowsPerTeam), [&](int r) {
-            int const row = team.league_rank() * core::kRowsPerTeam + r;
-            if (row >= rows) { return; }
-            int const b = row / L, j = row % L;
-            T sq = 0;
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, N),
-                [&](int n, T& acc) { acc += feat(b, j, N + n) * feat(b, j, N + n); }, sq);
-            T const inv = T(1) / Kokkos::max(Kokkos::sqrt(sq), T(kNormalizeEps));
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, N), [&](int n) { feat(b, j, N + n) *= inv; });
-          });
-        });
-  }
 }
 
 /// Overload on the default instance of feat's execution space.

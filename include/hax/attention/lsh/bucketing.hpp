@@ -72,6 +72,46 @@ struct CenteredRow {
   KOKKOS_INLINE_FUNCTION T operator()(int n) const { return (x(n) - mean) * inv; }
 };
 
+/// A transformed row held in a thread's registers: its width is a compile-time constant, so the
+/// hash's loops over it unroll and index registers rather than a local-memory array.
+template <class T, int kN>
+struct RegisterRow {
+  T v[kN];
+  KOKKOS_INLINE_FUNCTION static constexpr std::size_t extent(int) { return kN; }
+  KOKKOS_INLINE_FUNCTION T operator()(int n) const { return v[n]; }
+};
+
+/// The causal bucket kernel for rows of kN = N entries: each thread loads its row once, centres
+/// and normalises it in registers with the arithmetic of CenteredRow (same order, so the same
+/// buckets) and hashes it. The general form re-reads the row from memory for the mean, the norm
+/// and each of the h projections (2N + hN strided loads per thread): 112 µs per call on an H100
+/// at B·L = 67 648, N = 16, h = 8, a latency-bound kernel at 6 % of the GPU's warp slots.
+template <int kN, class Space, class Hash, class X, class Buckets>
+void lsh_buckets_causal_fixed(Space const& space, Hash const& hash, X const& x, Buckets const& buckets) {
+  using value_type = typename X::non_const_value_type;
+  int const L = x.extent_int(1), rows = x.extent_int(0) * L;
+  Kokkos::parallel_for(
+      "hax::attn::lsh_buckets[causal,registers]", Kokkos::RangePolicy<Space>(space, 0, rows),
+      KOKKOS_LAMBDA(int r) {
+        int const b = r / L, i = r % L;
+        RegisterRow<value_type, kN> row;
+        value_type mean = 0;
+        for (int n = 0; n < kN; ++n) {
+          row.v[n] = x(b, i, n);
+          mean += row.v[n];
+        }
+        mean /= value_type(kN);
+        value_type sq = 0;
+        for (int n = 0; n < kN; ++n) {
+          value_type const c = row.v[n] - mean;
+          sq += c * c;
+        }
+        value_type const inv = value_type(1) / Kokkos::max(Kokkos::sqrt(sq), value_type(kNormalizeEps));
+        for (int n = 0; n < kN; ++n) { row.v[n] = (row.v[n] - mean) * inv; }
+        buckets(b, i) = hash.bucket(row);
+      });
+}
+
 }  // namespace impl
 
 /// buckets (B, L) of raw rows x (B, L, N): the pre-hash transform under `semantics`, then the hash.
@@ -98,6 +138,12 @@ void lsh_buckets(Space const& space, PlanSemantics semantics, Hash const& hash, 
                 ", ", L, ") of x");
   core::require(N == hash.proj.dim(), "hax::attn::lsh_buckets", "x (", B, ", ", L, ", ", N,
                 ") has N different from the projection's ", hash.proj.dim());
+  switch (N) {  // the common widths in registers (impl::lsh_buckets_causal_fixed)
+    case 8: impl::lsh_buckets_causal_fixed<8>(space, hash, x, buckets); return;
+    case 16: impl::lsh_buckets_causal_fixed<16>(space, hash, x, buckets); return;
+    case 32: impl::lsh_buckets_causal_fixed<32>(space, hash, x, buckets); return;
+    default: break;
+  }
   using value_type = typename X::non_const_value_type;
   Kokkos::parallel_for(
       "hax::attn::lsh_buckets[causal]", Kokkos::RangePolicy<Space>(space, 0, B * L), KOKKOS_LAMBDA(int r) {
