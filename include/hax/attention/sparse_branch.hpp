@@ -27,6 +27,7 @@
 #include <hax/attention/sparse_attention.hpp>
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/masks.hpp>
 #include <hax/core/scratch.hpp>
 #include <hax/core/views.hpp>
 #include <hax/nn/init.hpp>
@@ -60,6 +61,10 @@ struct SparseBranchConfig {
   int d_inner = 32;                        ///< V width
   Semantics semantics = Semantics::causal;  ///< semantics.md section 9
   int max_length = 2048;                   ///< dilation stride = max_length / k'
+  /// Under causal semantics with a pad mask, the key-selection plan (features and scores) stops at
+  /// each row's last real token (core::real_extent): later positions are neither queries nor keys
+  /// of a real query, so every output and gradient is unchanged (tests/unit/attention/sparse_branch.cpp).
+  bool skip_padding = true;
 };
 
 /// The `step` of the projection stream at evaluation in `causal` semantics: fixed (so evaluation
@@ -209,6 +214,11 @@ class SparseBranch {
       s.valid = uninitialized_view<int**>(space, "hax::attn::sparse_branch::valid", B, L);
       impl::branch_copy_mask(space, pad_mask, s.valid);
     }
+    view<int*> extents;  // (B) the plan steps' row extents, or empty: every row
+    if (has_mask && key_selection_ && config_.skip_padding && config_.semantics == Semantics::causal) {
+      extents = uninitialized_view<int*>(space, "hax::attn::sparse_branch::extents", B);
+      core::real_extent(space, s.valid, extents);
+    }
 
     // Plan steps of the data-dependent parts, in the name's order: each list is attached with the
     // keys of the earlier parts removed, once, so the attention kernels need no per-key check.
@@ -223,7 +233,7 @@ class SparseBranch {
         s.pattern.set_candidates(space, part.kind, idx);
       } else if (part.kind == PatternKind::key_selection) {
         auto const idx = uninitialized_view<int***>(space, "hax::attn::sparse_branch::ks_idx", B, L, kp);
-        key_selection_step(space, store, prefix, ctx, ranking, kp, s, gate_loss, idx);
+        key_selection_step(space, store, prefix, ctx, ranking, kp, s, gate_loss, extents, idx);
         s.pattern.set_candidates(space, part.kind, idx);
       }
     }
@@ -341,11 +351,13 @@ class SparseBranch {
   /// The key-selection plan: features [K, normalised prefix sum of Q] (detached), MLP scores,
   /// causal top-k' into idx (B, L, k'); in training also the ranking loss (+= into gate_loss) and
   /// what its backward needs (kept in s: the MLP's input and activations at the k' sampled rows
-  /// per sequence, so that the (B, L, ·) ones are scratch that dies with this call).
+  /// per sequence, so that the (B, L, ·) ones are scratch that dies with this call). With extents
+  /// (B) allocated, features and scores stop at extents(b) (scores -inf after it): the sampled
+  /// candidates are real positions, all before it.
   template <class Loss, class Idx>
   void key_selection_step(Space const& space, nn::ParameterStore<Space, T> const& store, std::string const& prefix,
                           StepContext const& ctx, bool ranking, int kp, Saved& s, Loss const& gate_loss,
-                          Idx const& idx) const {
+                          view<int const*> const& extents, Idx const& idx) const {
     int const B = s.q.extent_int(0), L = s.q.extent_int(1), N = config_.state_size;
     auto const params = mlp_params(store, prefix, false);
     int const hidden = params.w1.extent_int(0);
@@ -360,9 +372,9 @@ class SparseBranch {
     }
     core::ScratchFrame<memory_space> frame;  // the (B, L, ·) features, scores and activations
     auto const feat = uninitialized_view<T***>(space, "hax::attn::sparse_branch::ks_feat", B, L, 2 * N);  // (B, L, 2N)
-    key_selection_features(space, config_.semantics, s.q, s.k, feat);
+    key_selection_features(space, config_.semantics, s.q, s.k, feat, extents);
     auto const scores = uninitialized_view<T**>(space, "hax::attn::sparse_branch::ks_scores", B, L);  // (B, L)
-    mlp_type{}.score(space, params, feat, scores);
+    mlp_type{}.score(space, params, feat, scores, extents);
     causal_topk(space, scores, idx);
     if (!ranking) { return; }
     auto const lengths = uninitialized_view<int*>(space, "hax::attn::sparse_branch::lengths", B);  // (B)

@@ -210,7 +210,7 @@ class Mamba2Mixer {
     s.scan = uninitialized_view<T***>(space, "hax::ssm::mamba2_scan", B, L, E);
     if (config_.skip_padding && s.has_mask) {
       s.lengths = uninitialized_view<int*>(space, "hax::ssm::mamba2_lengths", B);
-      impl::real_extent(space, s.mask, s.lengths);
+      core::real_extent(space, s.mask, s.lengths);
     }
     s.ssd_saved = ssd_forward(space, ssd_inputs(store, p, s), heads(s.scan, P),
                               ChunkBoundaries{config_.chunk_size});

@@ -204,7 +204,7 @@ class MambaMixer {
     s.scan = uninitialized_view<T***>(space, "hax::ssm::mamba_scan", B, L, E);
     if (config_.skip_padding && s.has_mask) {
       s.lengths = uninitialized_view<int*>(space, "hax::ssm::mamba_lengths", B);
-      impl::real_extent(space, s.mask, s.lengths);
+      core::real_extent(space, s.mask, s.lengths);
     }
     s.scan_saved = selective_scan_forward(space, scan_inputs(store, p, s), s.scan,
                                           ChunkBoundaries{config_.chunk});

@@ -163,6 +163,58 @@ TEMPLATE_TEST_CASE("score MLP forward and backward match the reference",
   hax::test::check_close(hax::test::to_vector(g.b3), ref_g.b3, tol::rtol, tol::atol, "db3");
 }
 
+TEMPLATE_TEST_CASE("causal features and scores with row extents: exact before, skipped after",
+                   "[attention][key_selection]", float, double) {
+  using T = TestType;
+  // N = 16 and 32: the MLP's compile-time widths; N = 6: its general kernel. L = 150 spreads a
+  // row over several MLP teams (64 rows) and prefix segments (32 rows), so whole teams are absent.
+  int const N = GENERATE(16, 32, 6);
+  CAPTURE(N);
+  int const B = 4, L = 150, D = 2 * N;
+  std::vector<int> const hext = {150, 70, 0, 33};  // full, inside, empty, past a segment boundary
+  test_space space;
+  v3<T> q("q", B, L, N), k("k", B, L, N), full("full", B, L, D), part("part", B, L, D);
+  hax::test::fill_random(q, 71);
+  hax::test::fill_random(k, 72);
+  v1<int> extents("extents", B);
+  hax::test::from_vector(extents, as_double(hext));
+  auto const sentinel = std::vector<double>(B * L * D, 7.0);  // rows past the extent stay unwritten
+  hax::test::from_vector(part, sentinel);
+  hax::attn::key_selection_features(space, PlanSemantics::causal, q, k, full);
+  hax::attn::key_selection_features(space, PlanSemantics::causal, q, k, part, extents);
+  auto [p, ref_p] = random_mlp<T>(space, D, D, 73);
+  v2<T> s_full("s_full", B, L), s_part("s_part", B, L);
+  Mlp<T> mlp;
+  mlp.score(space, p, full, s_full);
+  mlp.score(space, p, part, s_part, extents);
+  space.fence();
+  auto const f_full = hax::test::to_vector(full), f_part = hax::test::to_vector(part);
+  auto const sc_full = hax::test::to_vector(s_full), sc_part = hax::test::to_vector(s_part);
+  for (int b = 0; b < B; ++b) {
+    CAPTURE(b);
+    for (int j = 0; j < L; ++j) {
+      bool const present = j < hext[b];
+      for (int c = 0; c < D; ++c) {
+        std::size_t const e = (static_cast<std::size_t>(b) * L + j) * D + c;
+        CHECK(f_part[e] == (present ? f_full[e] : 7.0));
+      }
+      if (present) {
+        CHECK(sc_part[b * L + j] == sc_full[b * L + j]);
+      } else {
+        CHECK(sc_part[b * L + j] == -std::numeric_limits<double>::infinity());
+      }
+    }
+  }
+  v1<int> wrong("wrong", B + 1);
+  CHECK_THROWS_WITH(hax::attn::key_selection_features(space, PlanSemantics::causal, q, k, part, wrong),
+                    Catch::Matchers::ContainsSubstring("extents (5) must be empty or (B) = (4)"));
+  CHECK_THROWS_WITH(hax::attn::key_selection_features(space, PlanSemantics::reference, q, k, part, extents),
+                    Catch::Matchers::ContainsSubstring("causal semantics only"));
+  CHECK_THROWS_WITH(mlp.score(space, p, part, s_part, wrong),
+                    Catch::Matchers::ContainsSubstring("hax::attn::ScoreMlp::score") &&
+                        Catch::Matchers::ContainsSubstring("extents (5)"));
+}
+
 TEMPLATE_TEST_CASE("ranking targets, loss and score gradient match the reference",
                    "[attention][key_selection]", float, double) {
   using T = TestType;

@@ -308,6 +308,52 @@ TEST_CASE("causal sparse branch: padding never changes non-pad outputs", "[atten
   hax::test::check_close(hax::test::to_vector(gp), hax::test::to_vector(gs), 1e-12, 1e-14, "gate_loss");
 }
 
+TEST_CASE("causal sparse branch: the plan skipping the padding changes no output or gradient",
+          "[attention][sparse_branch]") {
+  auto const arch = GENERATE(as<std::string>{}, "sign_bin_lsh+key_selection", "key_selection");
+  CAPTURE(arch);
+  int const B = 4, L = 24;
+  // Row 0 right-padded, row 1 with a hole of pads inside its extent, row 2 all pads, row 3 none.
+  std::vector<int> hmask = right_pad_mask({13, 16, 0, L}, L);
+  for (int i = 6; i < 9; ++i) { hmask[L + i] = 0; }
+  auto with = small_config(arch, Semantics::causal);
+  with.skip_padding = true;
+  auto without = with;
+  without.skip_padding = false;
+  Branch const skipping(with), full(without);
+  test_space space;
+  int const D = with.d_inner;
+  v3<double> x("x", B, L, D), dattn("dattn", B, L, D);
+  v2<int> mask("mask", B, L);
+  hax::test::fill_random(x, 61);  // arbitrary values at the pads too
+  hax::test::fill_random(dattn, 62);
+  hax::test::from_vector(mask, as_double(hmask));
+  StepContext ctx;  // training: the ranking loss and the MLP's gradient are compared too
+  ctx.step = 4;
+  struct Result {
+    std::vector<double> attn, gate, dx, grads;
+  };
+  auto run = [&](Branch const& branch) {
+    auto store = make_store(branch, 63);
+    v3<double> attn("attn", B, L, D), dx("dx", B, L, D);
+    v0<double> gate("gate");
+    auto const saved = branch.forward(space, store, prefix, x, mask, attn, gate, ctx);
+    branch.backward(space, store, prefix, saved, dattn, dx, ctx);
+    space.fence();
+    return Result{hax::test::to_vector(attn), hax::test::to_vector(gate), hax::test::to_vector(dx),
+                  hax::test::to_vector(store.grads())};
+  };
+  auto const a = run(skipping);
+  auto const b = run(full);
+  REQUIRE(hax::test::max_abs(b.attn) > 0.0);
+  REQUIRE(hax::test::max_abs(b.grads) > 0.0);
+  // Equal up to the order of the attention backward's atomic sums.
+  hax::test::check_close(a.attn, b.attn, 1e-12, 1e-14, "attn");
+  hax::test::check_close(a.gate, b.gate, 1e-12, 1e-14, "gate_loss");
+  hax::test::check_close(a.dx, b.dx, 1e-12, 1e-14, "dx");
+  hax::test::check_close(a.grads, b.grads, 1e-12, 1e-14, "parameter gradients");
+}
+
 TEST_CASE("sparse branch projections: redrawn per training step, fixed at causal evaluation", "[attention][sparse_branch]") {
   auto const cfg = small_config("sign_bin_lsh", Semantics::causal);
   Branch const branch(cfg);

@@ -29,23 +29,26 @@ namespace impl {
 /// At most kMaxSegments segments per row, so step (2)'s offset loop stays short at any L. A team
 /// per (sequence, feature) scanning L in parallel took 127 µs per call on an H100 at B = 64,
 /// L = 1057, N = 16 (docs/perf_training_step.md); a thread per (sequence, feature) walking L
-/// serially 0.9 ms. Extra memory: (B, segments, N).
+/// serially 0.9 ms. Extra memory: (B, segments, N). With extents (B) allocated, row b stops at
+/// extents(b): the rows after it are not written.
 inline constexpr int kPrefixSegmentRows = 32;
 inline constexpr int kMaxSegments = 64;
 
-template <class Space, class Q, class K, class F>
-void causal_prefix_features(Space const& space, Q const& q, K const& k, F const& feat) {
+template <class Space, class Q, class K, class F, class E>
+void causal_prefix_features(Space const& space, Q const& q, K const& k, F const& feat, E const& extents) {
   using T = typename F::non_const_value_type;
   int const B = q.extent_int(0), L = q.extent_int(1), N = q.extent_int(2);
   int const seg_rows = Kokkos::max(kPrefixSegmentRows, (L + kMaxSegments - 1) / kMaxSegments);
   int const S = (L + seg_rows - 1) / seg_rows;
+  bool const has_extents = extents.is_allocated();
   auto const sums = uninitialized_view<T***>(space, "hax::attn::key_selection_features::segment_sums", B, S, N);
   int const items = B * S * N;
   Kokkos::parallel_for(
       "hax::attn::key_selection_features::segment_sums", Kokkos::RangePolicy<Space>(space, 0, items),
       KOKKOS_LAMBDA(int e) {
         int const n = e % N, s = (e / N) % S, b = e / (N * S);
-        int const j1 = Kokkos::min(L, (s + 1) * seg_rows);
+        int const end = has_extents ? Kokkos::min(L, extents(b)) : L;
+        int const j1 = Kokkos::min(end, (s + 1) * seg_rows);
         T acc = 0;
         for (int j = s * seg_rows; j < j1; ++j) { acc += q(b, j, n); }
         sums(b, s, n) = acc;
@@ -56,7 +59,8 @@ void causal_prefix_features(Space const& space, Q const& q, K const& k, F const&
         int const n = e % N, s = (e / N) % S, b = e / (N * S);
         T run = 0;
         for (int p = 0; p < s; ++p) { run += sums(b, p, n); }
-        int const j1 = Kokkos::min(L, (s + 1) * seg_rows);
+        int const end = has_extents ? Kokkos::min(L, extents(b)) : L;
+        int const j1 = Kokkos::min(end, (s + 1) * seg_rows);
         for (int j = s * seg_rows; j < j1; ++j) {
           run += q(b, j, n);
           feat(b, j, N + n) = run;
@@ -74,6 +78,7 @@ void causal_prefix_features(Space const& space, Q const& q, K const& k, F const&
           int const row = team.league_rank() * core::kRowsPerTeam + r;
           if (row >= rows) { return; }
           int const b = row / L, j = row % L;
+          if (has_extents && j >= extents(b)) { return; }
           T sq = 0;
           Kokkos::parallel_reduce(
               Kokkos::ThreadVectorRange(team, N), [&](int n, T& acc) { acc += feat(b, j, N + n) * feat(b, j, N + n); },
@@ -89,11 +94,15 @@ void causal_prefix_features(Space const& space, Q const& q, K const& k, F const&
 /// feat (B, L, 2N) = [k, normalised prefix sum of q] from q, k (B, L, N).
 /// k enters as given (the blocks pass K already scaled by 1/√N). Asynchronous on `space`;
 /// O(B·L·N) time; causal semantics takes a (B, ≤ 64, N) temporary (impl::causal_prefix_features).
+/// \param extents (B), optional, causal semantics only: row b is computed up to extents(b)
+///        (core::real_extent of the pad mask) and its rows after it are left unwritten; rows
+///        before it are exactly those of the call without extents.
 template <execution_space Space, class Q, class K, class F>
   requires(view_accessible_from<Q, Space> && view_accessible_from<K, Space> &&
            view_accessible_from<F, Space>)
 void key_selection_features(Space const& space, PlanSemantics semantics, Q const& q, K const& k,
-                            F const& feat) {
+                            F const& feat,
+                            Kokkos::View<int const*, typename Space::memory_space> const& extents = {}) {
   static_assert(Q::rank() == 3 && K::rank() == 3 && F::rank() == 3,
                 "hax::attn::key_selection_features: q, k must be (B, L, N) and feat (B, L, 2N)");
   int const B = q.extent_int(0), L = q.extent_int(1), N = q.extent_int(2);
@@ -106,8 +115,12 @@ void key_selection_features(Space const& space, PlanSemantics semantics, Q const
                 2 * N, ")");
   using T = typename F::non_const_value_type;
   bool const per_column = semantics == PlanSemantics::reference;
+  core::require(!extents.is_allocated() || extents.extent_int(0) == B, "hax::attn::key_selection_features",
+                "extents (", extents.extent(0), ") must be empty or (B) = (", B, ")");
+  core::require(!per_column || !extents.is_allocated(), "hax::attn::key_selection_features",
+                "extents are for causal semantics only: reference semantics normalises over all L rows");
   if (!per_column) {
-    impl::causal_prefix_features(space, q, k, feat);
+    impl::causal_prefix_features(space, q, k, feat, extents);
     return;
   }
   // Reference semantics normalises each column over all L positions: one team per (sequence,

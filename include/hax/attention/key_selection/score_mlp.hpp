@@ -154,6 +154,37 @@ void score_mlp_backward(Space const& space, W2 const& w2, W2 const& w3, F const&
       });
 }
 
+/// Which rows m = b·L + j of a flattened (B·L) row range are computed: all, or with extents (B)
+/// allocated those with j < extents(b). The others get the score -inf (never preferred by the
+/// top-k′, and never a key of a real query under causal semantics).
+template <class E>
+struct PresentRows {
+  E extents;  // (B) or empty
+  int L = 1;
+  bool all = true;
+  KOKKOS_INLINE_FUNCTION bool operator()(int m) const {
+    if (all) { return true; }
+    int const b = m / L;
+    return m - b * L < extents(b);
+  }
+};
+
+/// True when none of a team's rows [first, first + rows) is present: then it writes their -inf
+/// scores and the team skips staging the parameters. The same answer for every thread.
+template <class Member, class P, class Out>
+KOKKOS_INLINE_FUNCTION bool score_mlp_absent_team(Member const& team, P const& present, int first, int rows,
+                                                  Out const& out) {
+  if (present.all) { return false; }
+  int count = 0;
+  Kokkos::parallel_reduce(
+      Kokkos::TeamThreadRange(team, rows), [&](int r, int& c) { c += present(first + r) ? 1 : 0; }, count);
+  if (count > 0) { return false; }
+  using T = typename Out::non_const_value_type;
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows),
+                       [&](int r) { out(first + r) = -Kokkos::Experimental::infinity_v<T>; });
+  return true;
+}
+
 /// Rows per team of score_mlp_rows: one row per thread on GPUs.
 inline constexpr int kScoreMlpRowsPerTeam = 64;
 
@@ -167,9 +198,10 @@ inline constexpr int kScoreMlpFixedRowsPerTeam = 64;
 /// layer one unit at a time. At D = H = 64 the parameters take 33 KiB, so unlike the general
 /// kernel the team needs no room for its rows' activations (which pushed that one into global
 /// scratch: 0.63 ms per call on an H100 for B·L = 67 648 rows).
-template <int kD, int kH, bool kSave, class Space, class W2, class W1, class X, class Out, class HR>
+template <int kD, int kH, bool kSave, class Space, class W2, class W1, class X, class Out, class HR, class P>
 void score_mlp_rows_fixed(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2, W1 const& b2,
-                          W2 const& w3, W1 const& b3, X const& x, Out const& out, HR const& h1, HR const& h2) {
+                          W2 const& w3, W1 const& b3, X const& x, Out const& out, HR const& h1, HR const& h2,
+                          P const& present) {
   using T = typename Out::non_const_value_type;
   using member = typename Kokkos::TeamPolicy<Space>::member_type;
   using scratch_2d = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
@@ -191,6 +223,7 @@ void score_mlp_rows_fixed(Space const& space, W2 const& w1, W1 const& b1, W2 con
         scratch_1d sb1(mem, kH), sb2(mem, kH), sw3(mem, kH), sb3(mem, kH);
         int const first = team.league_rank() * kRows;
         int const rows = M - first < kRows ? M - first : kRows;
+        if (score_mlp_absent_team(team, present, first, rows, out)) { return; }
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kH * kD),
                              [&](int e) { sw1t(e % kD, e / kD) = w1(e / kD, e % kD); });
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kH * kH),
@@ -204,6 +237,10 @@ void score_mlp_rows_fixed(Space const& space, W2 const& w1, W1 const& b1, W2 con
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](int r) {
           int const m = first + r;
+          if (!present(m)) {
+            out(m) = -Kokkos::Experimental::infinity_v<T>;
+            return;
+          }
           T h[kH];
 HAX_UNROLL
           for (int o = 0; o < kH; ++o) { h[o] = sb1(o); }
@@ -238,9 +275,10 @@ HAX_UNROLL
 /// transposed, with a padded stride so that neither the coalesced copy nor the per-row reads
 /// conflict in shared memory) and keeps the first hidden layer there; host backends run one
 /// thread per team, its rows in order.
-template <bool kSave, class Space, class W2, class W1, class X, class Out, class HR>
+template <bool kSave, class Space, class W2, class W1, class X, class Out, class HR, class P>
 void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2, W1 const& b2,
-                    W2 const& w3, W1 const& b3, X const& x, Out const& out, HR const& h1, HR const& h2) {
+                    W2 const& w3, W1 const& b3, X const& x, Out const& out, HR const& h1, HR const& h2,
+                    P const& present) {
   using T = typename Out::non_const_value_type;
   using member = typename Kokkos::TeamPolicy<Space>::member_type;
   using scratch_2d = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
@@ -252,7 +290,7 @@ void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2
   if (M == 0) { return; }
   if (D == H && (D == 16 || D == 32 || D == 64)) {
     auto const fixed = [&]<int kW>() {
-      score_mlp_rows_fixed<kW, kW, kSave>(space, w1, b1, w2, b2, w3, b3, x, out, h1, h2);
+      score_mlp_rows_fixed<kW, kW, kSave>(space, w1, b1, w2, b2, w3, b3, x, out, h1, h2, present);
     };
     if (D == 16) {
       fixed.template operator()<16>();
@@ -278,6 +316,7 @@ void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2
         scratch_2d xs(mem, D, kStride), hs(mem, H, kStride);
         int const first = team.league_rank() * kRows;
         int const rows = M - first < kRows ? M - first : kRows;
+        if (score_mlp_absent_team(team, present, first, rows, out)) { return; }
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * D), [&](int e) { sw1(e / D, e % D) = w1(e / D, e % D); });
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H * H), [&](int e) { sw2(e / H, e % H) = w2(e / H, e % H); });
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, H), [&](int o) {
@@ -291,6 +330,10 @@ void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](int r) {
           int const m = first + r;
+          if (!present(m)) {
+            out(m) = -Kokkos::Experimental::infinity_v<T>;
+            return;
+          }
           for (int o = 0; o < H; ++o) {
             T acc = sb1(o);
             for (int d = 0; d < D; ++d) { acc += sw1(o, d) * xs(d, r); }
@@ -319,6 +362,9 @@ class ScoreMlp {
  public:
   template <class D>
   using view = hax::view<D, Space>;
+
+  /// Every row present (impl::PresentRows without extents).
+  static impl::PresentRows<Kokkos::View<int const*, typename Space::memory_space>> all_rows() { return {}; }
 
   struct Params {
     view<T**> w1;  // (H, D)
@@ -379,19 +425,29 @@ class ScoreMlp {
     check_saved(saved.h1);
     check_saved(saved.h2);
     impl::score_mlp_rows<true>(space, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3, nn::as_rows(feat),
-                               flat(scores), nn::as_rows(saved.h1), nn::as_rows(saved.h2));
+                               flat(scores), nn::as_rows(saved.h1), nn::as_rows(saved.h2), all_rows());
   }
 
   /// scores (B, L) = MLP(feat (B, L, D)) without keeping the hidden activations (inference, and
   /// the plan step, whose backward only needs the sampled rows).
+  /// \param extents (B), optional: row b is scored up to extents(b) (core::real_extent of the pad
+  ///        mask); its later rows get -inf without reading feat there. Rows before it are exactly
+  ///        those of the call without extents.
   template <class F, class S>
     requires(view_accessible_from<F, Space> && view_accessible_from<S, Space>)
-  void score(Space const& space, Params const& p, F const& feat, S const& scores) const {
-    check_rows(p, feat, scores, "hax::attn::ScoreMlp::score");
+  void score(Space const& space, Params const& p, F const& feat, S const& scores,
+             Kokkos::View<int const*, typename Space::memory_space> const& extents = {}) const {
+    constexpr char const* op = "hax::attn::ScoreMlp::score";
+    check_rows(p, feat, scores, op);
+    int const B = feat.extent_int(0), L = feat.extent_int(1);
+    core::require(!extents.is_allocated() || extents.extent_int(0) == B, op, "extents (", extents.extent(0),
+                  ") must be empty or (B) = (", B, ")");
     using rows_t = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::memory_space,
                                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+    impl::PresentRows<Kokkos::View<int const*, typename Space::memory_space>> const present{
+        extents, L > 0 ? L : 1, !extents.is_allocated()};
     impl::score_mlp_rows<false>(space, p.w1, p.b1, p.w2, p.b2, p.w3, p.b3, nn::as_rows(feat), flat(scores),
-                                rows_t(), rows_t());
+                                rows_t(), rows_t(), present);
   }
 
   /// Accumulates (+=) the parameter gradients of Σ_{b,a} ds(b, a) · s(b, rows(b, a)), i.e. the

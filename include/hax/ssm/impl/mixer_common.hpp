@@ -10,6 +10,7 @@
 #include <hax/attention/sparse_branch.hpp>  // StepContext, SparseBranchConfig (mixer API)
 #include <hax/core/concepts.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/masks.hpp>  // real_extent (the mixers' skip_padding)
 #include <hax/core/policies.hpp>
 #include <hax/nn/activation.hpp>
 #include <hax/ssm/impl/common.hpp>  // shape_of, const_view
@@ -167,27 +168,6 @@ void conv_silu_step(Space const& space, X const& x, W const& w, Bias const& bias
           window(b, K - 2, c) = x(b, c);
         }
         y(b, c) = nn::silu(pre);
-      });
-}
-
-/// lengths(b) = 1 + the last t with mask(b, t) != 0, 0 for a row of pads: the steps of row b
-/// that can reach a real position's output under causal semantics. One team per row.
-template <class Space, class Mask, class Lengths>
-void real_extent(Space const& space, Mask const& mask, Lengths const& lengths) {
-  using policy = Kokkos::TeamPolicy<Space>;
-  int const L = mask.extent_int(1);
-  Kokkos::parallel_for(
-      "hax::ssm::real_extent", policy(space, mask.extent_int(0), Kokkos::AUTO),
-      KOKKOS_LAMBDA(typename policy::member_type const& team) {
-        int const b = team.league_rank();
-        int last = 0;
-        Kokkos::parallel_reduce(
-            Kokkos::TeamThreadRange(team, L),
-            [&](int t, int& m) {
-              if (mask(b, t) != 0 && t + 1 > m) m = t + 1;
-            },
-            Kokkos::Max<int>(last));
-        Kokkos::single(Kokkos::PerTeam(team), [&]() { lengths(b) = last > 0 ? last : 0; });
       });
 }
 
