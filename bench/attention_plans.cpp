@@ -24,6 +24,7 @@
 
 #include <cstdint>
 
+#include "support/padding.hpp"
 #include "support/run.hpp"
 
 namespace {
@@ -164,6 +165,34 @@ void BM_score_mlp_forward(benchmark::State& state) {
   set_counters(state, rows, rows * 2.0 * (H * D + H * H + H), rows * 4.0 * (2 * N + 2 * D + 1));
 }
 
+/// Features + scoring MLP forward with the rows cut at the joint-recall lengths (row extents, as
+/// the sparse branch passes them under causal semantics): args (L, N). The counters stay those of
+/// all B·L rows, so the ratio to BM_score_mlp_forward is the time the skip saves.
+template <class Space>
+void BM_score_mlp_forward_padded(benchmark::State& state) {
+  int const L = static_cast<int>(state.range(0)), N = static_cast<int>(state.range(1));
+  int const B = batch_for(L), D = 2 * N, H = 2 * N;
+  Space space;
+  view3<Space, float> q("q", B, L, N), k("k", B, L, N), feat("feat", B, L, D);
+  randomize(space, q, 5);
+  randomize(space, k, 6);
+  hax::attn::ScoreMlp<Space, float> mlp;
+  auto p = mlp.allocate(space, D, H);
+  randomize(space, p.w1, 7);
+  randomize(space, p.w2, 8);
+  randomize(space, p.w3, 9);
+  view2<Space, float> scores("scores", B, L);
+  auto const [extents, present] = hax::bench::padded_lengths<Space>(B, L);
+  for (auto _ : state) {
+    hax::attn::key_selection_features(space, hax::attn::PlanSemantics::causal, q, k, feat, extents);
+    mlp.score(space, p, feat, scores, extents);
+    space.fence();
+  }
+  double const rows = double(B) * L;
+  set_counters(state, rows, rows * 2.0 * (H * D + H * H + H), rows * 4.0 * (2 * N + 2 * D + 1));
+  state.counters["present"] = present;
+}
+
 /// One ranking-loss step: sample k' candidates, targets (O(B·k'·L·N)), loss and ds, MLP backward.
 /// args (L, N, k').
 template <class Space>
@@ -231,6 +260,7 @@ BENCHMARK_TEMPLATE(BM_causal_topk, Space, hax::attn::TopkMethod::ranking)->Apply
 BENCHMARK_TEMPLATE(BM_causal_topk, Space, hax::attn::TopkMethod::insertion)->Apply(plan_args_lk);
 BENCHMARK_TEMPLATE(BM_union_dedup, Space)->Apply(plan_args_lk);
 BENCHMARK_TEMPLATE(BM_score_mlp_forward, Space)->Apply(plan_args_ln);
+BENCHMARK_TEMPLATE(BM_score_mlp_forward_padded, Space)->Apply(plan_args_ln);
 BENCHMARK_TEMPLATE(BM_ranking_step, Space)->Apply(plan_args_lnk);
 
 }  // namespace

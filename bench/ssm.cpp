@@ -26,9 +26,12 @@
 #include <utility>
 #include <vector>
 
+#include "support/padding.hpp"
 #include "support/run.hpp"
 
 namespace {
+
+using hax::bench::padded_lengths;
 
 using T = float;
 
@@ -84,35 +87,6 @@ enum class ScanSchedule {
   registers_one_pass,
   registers_chunk_parallel
 };
-
-/// Row lengths as the joint-recall batches have them: item lengths 2 + 2·n_c·(2·n_k + 1) for
-/// (n_c, n_k) uniform in 5..16 (semantics.md), less the one token the model's input drops, so
-/// each row is present up to its last real token (the mixers' skip_padding). Fixed seed.
-std::vector<int> joint_recall_lengths(int B, int L) {
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<int> n(5, 16);
-  std::vector<int> lengths(B);
-  for (int& len : lengths) {
-    int const n_c = n(rng), n_k = n(rng);
-    len = std::min(L, 2 + 2 * n_c * (2 * n_k + 1) - 1);
-  }
-  return lengths;
-}
-
-/// The joint-recall row lengths as a device View (B), and the share of the B·L steps they keep.
-template <class Space>
-std::pair<view<Space, int*>, double> padded_lengths(int B, int L) {
-  auto const lengths = joint_recall_lengths(B, L);
-  view<Space, int*> lv("lengths", B);
-  auto const host = Kokkos::create_mirror_view(lv);
-  double sum = 0;
-  for (int b = 0; b < B; ++b) {
-    host(b) = lengths[b];
-    sum += lengths[b];
-  }
-  Kokkos::deep_copy(lv, host);
-  return {lv, sum / (double(B) * L)};
-}
 
 /// Selective scan, B, L, D, N, chunk; backward too when `with_backward`; the schedules the public
 /// forward and backward pick (automatic) or a forced forward schedule with the backward in its
