@@ -23,6 +23,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <tuple>
 
 #include "support/padding.hpp"
 #include "support/run.hpp"
@@ -140,9 +141,11 @@ void BM_union_dedup(benchmark::State& state) {
   set_counters(state, double(B) * L, 0.0, double(B) * L * kprime * 12.0);
 }
 
-/// Features + scoring MLP forward over all B·L rows: args (L, N).
+/// Features + scoring MLP forward: args (L, N). With `padded` the rows are cut at the
+/// joint-recall lengths (row extents, as the sparse branch passes them under causal semantics);
+/// the counters stay those of all B·L rows, so the ratio of the two is the time the skip saves.
 template <class Space>
-void BM_score_mlp_forward(benchmark::State& state) {
+void score_mlp_forward(benchmark::State& state, bool padded) {
   int const L = static_cast<int>(state.range(0)), N = static_cast<int>(state.range(1));
   int const B = batch_for(L), D = 2 * N, H = 2 * N;
   Space space;
@@ -155,42 +158,27 @@ void BM_score_mlp_forward(benchmark::State& state) {
   randomize(space, p.w2, 8);
   randomize(space, p.w3, 9);
   view2<Space, float> scores("scores", B, L);
-  for (auto _ : state) {
-    hax::attn::key_selection_features(space, hax::attn::PlanSemantics::causal, q, k, feat);
-    mlp.score(space, p, feat, scores);
-    space.fence();
-  }
-  // Features: read q and k, write feat; the fused MLP reads feat and writes one score per row.
-  double const rows = double(B) * L;
-  set_counters(state, rows, rows * 2.0 * (H * D + H * H + H), rows * 4.0 * (2 * N + 2 * D + 1));
-}
-
-/// Features + scoring MLP forward with the rows cut at the joint-recall lengths (row extents, as
-/// the sparse branch passes them under causal semantics): args (L, N). The counters stay those of
-/// all B·L rows, so the ratio to BM_score_mlp_forward is the time the skip saves.
-template <class Space>
-void BM_score_mlp_forward_padded(benchmark::State& state) {
-  int const L = static_cast<int>(state.range(0)), N = static_cast<int>(state.range(1));
-  int const B = batch_for(L), D = 2 * N, H = 2 * N;
-  Space space;
-  view3<Space, float> q("q", B, L, N), k("k", B, L, N), feat("feat", B, L, D);
-  randomize(space, q, 5);
-  randomize(space, k, 6);
-  hax::attn::ScoreMlp<Space, float> mlp;
-  auto p = mlp.allocate(space, D, H);
-  randomize(space, p.w1, 7);
-  randomize(space, p.w2, 8);
-  randomize(space, p.w3, 9);
-  view2<Space, float> scores("scores", B, L);
-  auto const [extents, present] = hax::bench::padded_lengths<Space>(B, L);
+  Kokkos::View<int const*, typename Space::memory_space> extents;  // empty: every row
+  double present = 1.0;
+  if (padded) { std::tie(extents, present) = hax::bench::padded_lengths<Space>(B, L); }
   for (auto _ : state) {
     hax::attn::key_selection_features(space, hax::attn::PlanSemantics::causal, q, k, feat, extents);
     mlp.score(space, p, feat, scores, extents);
     space.fence();
   }
+  // Features: read q and k, write feat; the fused MLP reads feat and writes one score per row.
   double const rows = double(B) * L;
   set_counters(state, rows, rows * 2.0 * (H * D + H * H + H), rows * 4.0 * (2 * N + 2 * D + 1));
-  state.counters["present"] = present;
+  if (padded) { state.counters["present"] = present; }
+}
+
+template <class Space>
+void BM_score_mlp_forward(benchmark::State& state) {
+  score_mlp_forward<Space>(state, false);
+}
+template <class Space>
+void BM_score_mlp_forward_padded(benchmark::State& state) {
+  score_mlp_forward<Space>(state, true);
 }
 
 /// One ranking-loss step: sample k' candidates, targets (O(B·k'·L·N)), loss and ds, MLP backward.

@@ -353,7 +353,7 @@ class SparseBranch {
   /// what its backward needs (kept in s: the MLP's input and activations at the k' sampled rows
   /// per sequence, so that the (B, L, ·) ones are scratch that dies with this call). With extents
   /// (B) allocated, features and scores stop at extents(b) (scores -inf after it): the sampled
-  /// candidates are real positions, all before it.
+  /// candidates are positions below the count of real tokens, hence before it.
   template <class Loss, class Idx>
   void key_selection_step(Space const& space, nn::ParameterStore<Space, T> const& store, std::string const& prefix,
                           StepContext const& ctx, bool ranking, int kp, Saved& s, Loss const& gate_loss,

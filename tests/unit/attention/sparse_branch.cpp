@@ -311,12 +311,17 @@ TEST_CASE("causal sparse branch: padding never changes non-pad outputs", "[atten
 TEST_CASE("causal sparse branch: the plan skipping the padding changes no output or gradient",
           "[attention][sparse_branch]") {
   auto const arch = GENERATE(as<std::string>{}, "sign_bin_lsh+key_selection", "key_selection");
-  CAPTURE(arch);
-  int const B = 4, L = 24;
+  // N = 4: the general MLP and hash kernels in one prefix segment; N = 16 with L = 150: the
+  // register hash, the fixed-width MLP with whole teams of 64 rows past their extents, several
+  // prefix segments.
+  auto const [N, L] = GENERATE(table<int, int>({{4, 24}, {16, 150}}));
+  CAPTURE(arch, N, L);
+  int const B = 4;
   // Row 0 right-padded, row 1 with a hole of pads inside its extent, row 2 all pads, row 3 none.
   std::vector<int> hmask = right_pad_mask({13, 16, 0, L}, L);
   for (int i = 6; i < 9; ++i) { hmask[L + i] = 0; }
   auto with = small_config(arch, Semantics::causal);
+  with.state_size = N;
   with.skip_padding = true;
   auto without = with;
   without.skip_padding = false;

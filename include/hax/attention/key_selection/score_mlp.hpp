@@ -325,8 +325,10 @@ void score_mlp_rows(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2
           sw3(o) = w3(0, o);
           sb3(o) = b3(0);
         });
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows * D),
-                             [&](int e) { xs(e % D, e / D) = x(first + e / D, e % D); });
+        // Absent rows are not read (their inputs may never have been written); they stage zeros.
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows * D), [&](int e) {
+          xs(e % D, e / D) = present(first + e / D) ? x(first + e / D, e % D) : T(0);
+        });
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](int r) {
           int const m = first + r;
