@@ -11,6 +11,7 @@
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -163,6 +164,34 @@ TEMPLATE_TEST_CASE("score MLP forward and backward match the reference",
   hax::test::check_close(hax::test::to_vector(g.b3), ref_g.b3, tol::rtol, tol::atol, "db3");
 }
 
+TEMPLATE_TEST_CASE("score MLP forward over many rows matches the reference",
+                   "[attention][key_selection]", float, double) {
+  using T = TestType;
+  // B·L = 32 800 rows: on GPUs the fixed-width kernel switches from 16 rows per team (the test
+  // above, and the ranking loss's rows) to 64 at kScoreMlpFixedManyRows = 32 768; the last team is
+  // ragged. Both the scoring and the saving forward.
+  static_assert(8 * 4100 >= hax::attn::impl::kScoreMlpFixedManyRows);
+  int const N = GENERATE(16, 32);
+  bool const saving = GENERATE(false, true);
+  CAPTURE(N, saving);
+  int const B = 8, L = 4100, D = 2 * N, H = 2 * N;
+  test_space space;
+  auto [p, ref_p] = random_mlp<T>(space, D, H, 50);
+  v3<T> feat("feat", B, L, D);
+  auto const hfeat = hax::test::fill_random(feat, 51);
+  v2<T> scores("scores", B, L);
+  Mlp<T> mlp;
+  if (saving) {
+    (void)mlp.forward(space, p, feat, scores);
+  } else {
+    mlp.score(space, p, feat, scores);
+  }
+  space.fence();
+  using tol = hax::test::tolerance<T>;
+  hax::test::check_close(hax::test::to_vector(scores), hax::reference::attn::score_mlp_forward(ref_p, hfeat),
+                         tol::rtol, tol::atol, "scores");
+}
+
 TEMPLATE_TEST_CASE("causal features and scores with row extents: exact before, skipped after",
                    "[attention][key_selection]", float, double) {
   using T = TestType;
@@ -264,6 +293,36 @@ TEMPLATE_TEST_CASE("ranking targets, loss and score gradient match the reference
   CHECK(ref_loss > std::log(2.0) * 0.1);  // far from trivial
   hax::test::check_close(hax::test::to_vector(loss), {ref_loss}, tol::rtol, tol::atol, "loss");
   hax::test::check_close(hax::test::to_vector(ds), ref_ds, tol::rtol, tol::atol, "ds");
+}
+
+TEMPLATE_TEST_CASE("ranking targets over several candidate chunks match the reference",
+                   "[attention][key_selection]", float, double) {
+  using T = TestType;
+  // k' = 19: two whole chunks of impl::kRankingTargetsPerTeam = 8 candidates and a ragged one;
+  // L = 300 rows (more than a GPU team's 128 threads); a sequence shorter than k' (slots of -1)
+  // and one that ends mid-way.
+  static_assert(hax::attn::impl::kRankingTargetsPerTeam == 8);
+  auto const semantics = GENERATE(PlanSemantics::causal, PlanSemantics::reference);
+  bool const causal = semantics == PlanSemantics::causal;
+  CAPTURE(causal);
+  int const B = 3, L = 300, N = 32, kprime = 19;
+  test_space space;
+  v3<T> q("q", B, L, N), k("k", B, L, N);
+  auto const hq = hax::test::fill_random(q, 60, -0.4, 0.4);
+  auto const hk = hax::test::fill_random(k, 61, -0.4, 0.4);
+  std::vector<int> const hlen = {300, 10, 157};
+  v1<int> len("len", B);
+  hax::test::from_vector(len, as_double(hlen));
+  v2<int> cand("cand", B, kprime);
+  hax::attn::sample_candidates(space, len, 5, 1, 3, cand);
+  v2<T> targets("targets", B, kprime);
+  hax::attn::ranking_targets(space, semantics, q, k, len, cand, targets);
+  space.fence();
+  auto const hcand = as_int(hax::test::to_vector(cand));
+  CHECK(std::count(hcand.begin(), hcand.end(), -1) == kprime - hlen[1]);
+  auto const ref_targets = hax::reference::attn::ranking_targets(hq, hk, hlen, hcand, B, L, N, kprime, causal);
+  using tol = hax::test::tolerance<T>;
+  hax::test::check_close(hax::test::to_vector(targets), ref_targets, tol::rtol, tol::atol, "targets");
 }
 
 TEST_CASE("ranking loss matches a hand computation", "[attention][key_selection]") {

@@ -23,6 +23,11 @@
 
 namespace hax::attn {
 
+namespace impl {
+/// Candidates per team of ranking_targets: each row q_i read serves this many dot products.
+inline constexpr int kRankingTargetsPerTeam = 8;
+}  // namespace impl
+
 /// cand (B, k') = k' distinct positions in [0, lengths(b)) per sequence, uniform over subsets
 /// (Floyd's algorithm; slot order is the algorithm's insertion order). A sequence shorter than k'
 /// gets all its positions, then -1 (checked on the device: no host synchronisation).
@@ -81,31 +86,74 @@ void ranking_targets(Space const& space, PlanSemantics semantics, Q const& q, K 
                 cand.extent(0), ", ", kprime, ") and targets (", targets.extent(0), ", ",
                 targets.extent(1), ") must agree with B = ", B);
   using T = typename Tgt::non_const_value_type;
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  using scratch_2d = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
+                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using scratch_int = Kokkos::View<int*, typename Space::scratch_memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  constexpr int kC = impl::kRankingTargetsPerTeam;
   bool const all_rows = semantics == PlanSemantics::reference;
-  // One team per candidate (b, c); its threads split the O(L) sum over the later rows i. With one
-  // thread per candidate (B·k' = 2 048 threads at the training shape) the sum ran serially over
-  // L·N and the kernel took 1.4 ms per call on an H100 (docs/perf_training_step.md).
-  using policy = Kokkos::TeamPolicy<Space>;
-  using member = typename policy::member_type;
-  int const league = B * kprime;
-  auto const teams = core::long_loop_teams(space, league);
+  if (B == 0 || kprime == 0) { return; }
+  // One team per (sequence b, chunk of kC candidates): each thread takes rows i of b in turn, loads
+  // q_i once and dots it with the chunk's kC keys (staged in scratch), keeping kC partial sums in
+  // registers; the team then adds the threads' partial sums in thread order (deterministic, no
+  // atomics). A team per candidate re-read the rows i >= j once per candidate (B·k' = 2 048 teams at
+  // the training shape, 89 µs per call on an H100, docs/perf_training_step.md); a thread per
+  // candidate ran the whole sum serially (1.4 ms).
+  int const chunks = (kprime + kC - 1) / kC;
+  auto teams = core::long_loop_teams(space, B * chunks);
+  int const threads = teams.team_size();
+  std::size_t const bytes = scratch_2d::shmem_size(kC, N) + scratch_int::shmem_size(kC) +
+                            scratch_2d::shmem_size(threads, kC);
+  int const level = core::scratch_level(bytes);
   Kokkos::parallel_for(
-      "hax::attn::ranking_targets", teams, KOKKOS_LAMBDA(member const& team) {
-        int const b = team.league_rank() / kprime, c = team.league_rank() % kprime;
-        int const j = cand(b, c);
-        T acc = 0;
-        if (j >= 0) {
-          int const end = all_rows ? L : static_cast<int>(lengths(b));
-          Kokkos::parallel_reduce(
-              Kokkos::TeamThreadRange(team, j, Kokkos::max(j, end)),
-              [&](int i, T& sum) {
-                T dot = 0;
-                for (int n = 0; n < N; ++n) { dot += q(b, i, n) * k(b, j, n); }
-                sum += T(1) / (T(1) + Kokkos::exp(-dot));
-              },
-              acc);
+      "hax::attn::ranking_targets", teams.set_scratch_size(level, Kokkos::PerTeam(bytes)),
+      KOKKOS_LAMBDA(member const& team) {
+        auto const& mem = team.team_scratch(level);
+        scratch_2d sk(mem, kC, N);
+        scratch_int sj(mem, kC);
+        scratch_2d sums(mem, threads, kC);
+        int const b = team.league_rank() / chunks, c0 = (team.league_rank() % chunks) * kC;
+        int const nc = kprime - c0 < kC ? kprime - c0 : kC;
+        int const end = all_rows ? L : static_cast<int>(lengths(b));
+        // The chunk's keys; absent slots (past k', or cand = -1) get j = end: no row i < end follows.
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kC), [&](int u) {
+          int const j = u < nc ? cand(b, c0 + u) : -1;
+          sj(u) = j >= 0 ? j : end;
+        });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kC * N), [&](int e) {
+          int const u = e / N, n = e % N;
+          int const j = u < nc ? cand(b, c0 + u) : -1;
+          sk(u, n) = j >= 0 ? k(b, j, n) : T(0);
+        });
+        team.team_barrier();
+        int first = end;
+        for (int u = 0; u < kC; ++u) { first = sj(u) < first ? sj(u) : first; }
+        int const rank = team.team_rank();
+        T part[kC];
+HAX_UNROLL
+        for (int u = 0; u < kC; ++u) { part[u] = 0; }
+        for (int i = first + rank; i < end; i += threads) {
+          T dot[kC];
+HAX_UNROLL
+          for (int u = 0; u < kC; ++u) { dot[u] = 0; }
+          for (int n = 0; n < N; ++n) {
+            T const qn = q(b, i, n);
+HAX_UNROLL
+            for (int u = 0; u < kC; ++u) { dot[u] += qn * sk(u, n); }
+          }
+HAX_UNROLL
+          for (int u = 0; u < kC; ++u) {
+            if (i >= sj(u)) { part[u] += T(1) / (T(1) + Kokkos::exp(-dot[u])); }
+          }
         }
-        Kokkos::single(Kokkos::PerTeam(team), [&]() { targets(b, c) = acc; });
+HAX_UNROLL
+        for (int u = 0; u < kC; ++u) { sums(rank, u) = part[u]; }
+        team.team_barrier();
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nc), [&](int u) {
+          T acc = 0;
+          for (int t = 0; t < threads; ++t) { acc += sums(t, u); }
+          targets(b, c0 + u) = acc;
+        });
       });
 }
 

@@ -188,46 +188,77 @@ KOKKOS_INLINE_FUNCTION bool score_mlp_absent_team(Member const& team, P const& p
 /// Rows per team of score_mlp_rows: one row per thread on GPUs.
 inline constexpr int kScoreMlpRowsPerTeam = 64;
 
-/// Rows per team of score_mlp_rows_fixed (one row per thread on GPUs).
+/// Rows per team of score_mlp_rows_fixed (one row per thread on GPUs) for calls over many rows.
 inline constexpr int kScoreMlpFixedRowsPerTeam = 64;
+/// Rows per team of score_mlp_rows_fixed on GPUs for calls over fewer than
+/// kScoreMlpFixedManyRows rows: the ranking loss's B·k′ = 2 048 rows then spread over 128 teams
+/// instead of 32 (each team re-reads the parameters, 33 KiB from L2 at D = H = 64).
+inline constexpr int kScoreMlpFixedFewRowsPerTeam = 16;
+/// Calls over at least this many rows use kScoreMlpFixedRowsPerTeam (≥ 512 teams).
+inline constexpr int kScoreMlpFixedManyRows = 512 * kScoreMlpFixedRowsPerTeam;
+
+/// Four consecutive scalars that move as one aligned vector: a thread reads four weights with one
+/// shared-memory load (LDS.128 for float on NVIDIA GPUs) instead of four.
+template <class T>
+struct alignas(4 * sizeof(T)) Quad {
+  T v[4];
+};
 
 /// score_mlp_rows for compile-time widths D = kD, H = kH (the released configs: 2N = 32 and 64).
-/// The team keeps only the parameters in scratch (w1 transposed, so a thread's sweep over the
-/// hidden units reads consecutive words); each thread keeps its row's first hidden layer in
-/// registers, accumulated over the inputs (read straight from the row), then forms the second
-/// layer one unit at a time. At D = H = 64 the parameters take 33 KiB, so unlike the general
-/// kernel the team needs no room for its rows' activations (which pushed that one into global
-/// scratch: 0.63 ms per call on an H100 for B·L = 67 648 rows).
+/// The team keeps only the parameters in scratch, as quads of four hidden units: w1 transposed
+/// (quad (d, q) = w1(4q..4q+3, d)) and w2 as is (quad (o, q) = w2(o, 4q..4q+3)), so every
+/// multiply-add of a thread's sweep costs a quarter of a shared-memory load. Each thread keeps its
+/// row's first hidden layer in registers, accumulated over the inputs (read straight from the row),
+/// then forms the second layer one unit at a time in four partial sums (a quarter of the dependent
+/// chain). At D = H = 64 the parameters take 33 KiB, so unlike the general kernel the team needs
+/// no room for its rows' activations. One row per thread with scalar loads took 123 µs per call
+/// over the present rows of B·L = 67 648 and 86 µs over 2 048 rows (32 teams) on an H100
+/// (docs/perf_training_step.md).
 template <int kD, int kH, bool kSave, class Space, class W2, class W1, class X, class Out, class HR, class P>
 void score_mlp_rows_fixed(Space const& space, W2 const& w1, W1 const& b1, W2 const& w2, W1 const& b2,
                           W2 const& w3, W1 const& b3, X const& x, Out const& out, HR const& h1, HR const& h2,
                           P const& present) {
+  static_assert(kD % 4 == 0 && kH % 4 == 0, "score_mlp_rows_fixed: widths must be multiples of 4");
   using T = typename Out::non_const_value_type;
+  using Q = Quad<T>;
   using member = typename Kokkos::TeamPolicy<Space>::member_type;
-  using scratch_2d = Kokkos::View<T**, Kokkos::LayoutRight, typename Space::scratch_memory_space,
-                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using scratch_q = Kokkos::View<Q*, typename Space::scratch_memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
   using scratch_1d = Kokkos::View<T*, typename Space::scratch_memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-  constexpr int kRows = kScoreMlpFixedRowsPerTeam;
+  constexpr int kQ = kH / 4;  // quads per row of parameters
+  constexpr bool kHost = Kokkos::SpaceAccessibility<Space, Kokkos::HostSpace>::accessible;
   int const M = x.extent_int(0);
   if (M == 0) { return; }
-  std::size_t const bytes = scratch_2d::shmem_size(kD, kH) + scratch_2d::shmem_size(kH, kH) +
+  int const rows_per_team =
+      kHost || M >= kScoreMlpFixedManyRows ? kScoreMlpFixedRowsPerTeam : kScoreMlpFixedFewRowsPerTeam;
+  std::size_t const bytes = scratch_q::shmem_size(kD * kQ) + scratch_q::shmem_size(kH * kQ) +
                             4 * scratch_1d::shmem_size(kH);
   int const level = core::scratch_level(bytes);
-  int const league = (M + kRows - 1) / kRows;
-  auto policy = core::gpu_wide_teams(space, league, kRows);
+  int const league = (M + rows_per_team - 1) / rows_per_team;
+  auto policy = core::gpu_wide_teams(space, league, rows_per_team);
   Kokkos::parallel_for(
       kSave ? "hax::attn::ScoreMlp::forward_saving" : "hax::attn::ScoreMlp::forward",
       policy.set_scratch_size(level, Kokkos::PerTeam(bytes)), KOKKOS_LAMBDA(member const& team) {
         auto const& mem = team.team_scratch(level);
-        scratch_2d sw1t(mem, kD, kH), sw2(mem, kH, kH);
+        scratch_q sw1t(mem, kD * kQ), sw2(mem, kH * kQ);
         scratch_1d sb1(mem, kH), sb2(mem, kH), sw3(mem, kH), sb3(mem, kH);
-        int const first = team.league_rank() * kRows;
-        int const rows = M - first < kRows ? M - first : kRows;
+        int const first = team.league_rank() * rows_per_team;
+        int const rows = M - first < rows_per_team ? M - first : rows_per_team;
         if (score_mlp_absent_team(team, present, first, rows, out)) { return; }
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kH * kD),
-                             [&](int e) { sw1t(e % kD, e / kD) = w1(e / kD, e % kD); });
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kH * kH),
-                             [&](int e) { sw2(e / kH, e % kH) = w2(e / kH, e % kH); });
+        // Consecutive threads read consecutive inputs d of w1 (coalesced) and w2's rows in order.
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kD * kQ), [&](int e) {
+          int const q = e / kD, d = e % kD;
+          Q w;
+HAX_UNROLL
+          for (int j = 0; j < 4; ++j) { w.v[j] = w1(4 * q + j, d); }
+          sw1t(d * kQ + q) = w;
+        });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kH * kQ), [&](int e) {
+          int const o = e / kQ, q = e % kQ;
+          Q w;
+HAX_UNROLL
+          for (int j = 0; j < 4; ++j) { w.v[j] = w2(o, 4 * q + j); }
+          sw2(e) = w;
+        });
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kH), [&](int o) {
           sb1(o) = b1(o);
           sb2(o) = b2(o);
@@ -247,7 +278,11 @@ HAX_UNROLL
           for (int d = 0; d < kD; ++d) {
             T const xd = x(m, d);
 HAX_UNROLL
-            for (int o = 0; o < kH; ++o) { h[o] += sw1t(d, o) * xd; }
+            for (int q = 0; q < kQ; ++q) {
+              Q const w = sw1t(d * kQ + q);
+HAX_UNROLL
+              for (int j = 0; j < 4; ++j) { h[4 * q + j] += w.v[j] * xd; }
+            }
           }
 HAX_UNROLL
           for (int o = 0; o < kH; ++o) {
@@ -256,9 +291,14 @@ HAX_UNROLL
           }
           T score = sb3(0);
           for (int o = 0; o < kH; ++o) {
-            T acc = sb2(o);
+            T part[4] = {T(0), T(0), T(0), T(0)};
 HAX_UNROLL
-            for (int i = 0; i < kH; ++i) { acc += sw2(o, i) * h[i]; }
+            for (int q = 0; q < kQ; ++q) {
+              Q const w = sw2(o * kQ + q);
+HAX_UNROLL
+              for (int j = 0; j < 4; ++j) { part[j] += w.v[j] * h[4 * q + j]; }
+            }
+            T const acc = sb2(o) + ((part[0] + part[1]) + (part[2] + part[3]));
             T const v = acc > T(0) ? acc : T(0);
             if (kSave) { h2(m, o) = v; }
             score += sw3(o) * v;
