@@ -15,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "support/compare.hpp"
@@ -169,10 +170,10 @@ TEMPLATE_TEST_CASE("score MLP forward over many rows matches the reference",
   using T = TestType;
   // B·L = 32 800 rows: on GPUs the fixed-width kernel switches from 16 rows per team (the test
   // above, and the ranking loss's rows) to 64 at kScoreMlpFixedManyRows = 32 768; the last team is
-  // ragged. Both the scoring and the saving forward.
+  // ragged.
   static_assert(8 * 4100 >= hax::attn::impl::kScoreMlpFixedManyRows);
-  int const N = GENERATE(16, 32);
-  bool const saving = GENERATE(false, true);
+  // Each width once, one with the scoring forward and one with the saving forward.
+  auto const [N, saving] = GENERATE(std::pair{16, false}, std::pair{32, true});
   CAPTURE(N, saving);
   int const B = 8, L = 4100, D = 2 * N, H = 2 * N;
   test_space space;
