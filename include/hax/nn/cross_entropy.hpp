@@ -21,8 +21,10 @@
 #include <hax/core/concepts.hpp>
 #include <hax/core/dispatch.hpp>
 #include <hax/core/error.hpp>
+#include <hax/core/policies.hpp>
 #include <hax/nn/impl/shape.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -56,60 +58,94 @@ void count_masked(Space const& space, Mask mask, Count count) {
       count);
 }
 
-/// One pass per row (b, t): the row max (for stability), log Σ exp, the row's loss share, and, if
+/// One row (b, t) of the cross-entropy: the row's max and Σ exp(z − max) by lane reductions over
+/// the V logits, its loss share (the return value, the same on every lane; 0 on an unmasked row)
+/// and, when kWriteGrad, dlogits(b, t, :) = g · (softmax − onehot(label)) (0 on an unmasked row).
+/// exp(z − max) is parked in the dlogits row between the second and third sweeps, so it is
+/// evaluated once; a lane reads back only the entries it wrote (both sweeps map v to the same
+/// lane), so no barrier is needed.
+template <bool kWriteGrad, class T, class Member, class Logits, class Labels, class Mask, class DLogits>
+KOKKOS_INLINE_FUNCTION T cross_entropy_row(Member const& team, Logits const& logits, Labels const& labels,
+                                           Mask const& mask, DLogits const& dlogits, int b, int t, T inv_n,
+                                           T g) {
+  int const V = logits.extent_int(2);
+  if (mask(b, t) == 0) {
+    if (kWriteGrad) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, V), [&](int v) { dlogits(b, t, v) = T(0); });
+    }
+    return T(0);
+  }
+  T row_max = 0;
+  Kokkos::parallel_reduce(
+      Kokkos::ThreadVectorRange(team, V),
+      [&](int v, T& m) { m = Kokkos::max(m, static_cast<T>(logits(b, t, v))); }, Kokkos::Max<T>(row_max));
+  T denom = 0;
+  Kokkos::parallel_reduce(
+      Kokkos::ThreadVectorRange(team, V),
+      [&](int v, T& acc) {
+        T const e = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
+        if (kWriteGrad) { dlogits(b, t, v) = e; }
+        acc += e;
+      },
+      denom);
+  auto const label = static_cast<std::int64_t>(labels(b, t));
+  if (kWriteGrad) {
+    T const inv_denom = T(1) / denom;
+    Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, V), [&](int v) {
+      T const p = dlogits(b, t, v) * inv_denom;
+      dlogits(b, t, v) = g * (p - (v == label ? T(1) : T(0)));
+    });
+  }
+  // −log softmax[label] = log Σ exp(z − max) − (z_label − max)
+  return (Kokkos::log(denom) - (static_cast<T>(logits(b, t, label)) - row_max)) * inv_n;
+}
+
+/// The fused cross-entropy over every row (b, t): loss (rank 0) = Σ of the rows' shares, and when
 /// kWriteGrad, dlogits(b, t, :) = scale · (softmax − onehot(label)) / n (0 on unmasked rows).
-/// The loss shares are summed by the reduction into `loss`. The row (V = 100 in joint recall)
-/// stays in cache between its three sweeps, so logits are read from memory once; exp(z − max) is
-/// parked in the dlogits row between the second and third sweeps, so it is evaluated once.
-/// dlogits must not alias logits.
+/// One row per thread of a core::row_teams team, the V logits on its vector lanes (a warp per row
+/// on GPUs: coalesced rows). The team parks its rows' shares in scratch and one thread adds them
+/// in row order, so the loss's float sum order is fixed by the shape. A thread per row walking its
+/// row serially (an MDRange, whose first index CUDA puts on the lanes) took 150 µs per call for
+/// B·L = 67 648 rows of V = 100 on an H100 (docs/perf_training_step.md). dlogits must not alias
+/// logits.
 template <bool kWriteGrad, class Space, class Logits, class Labels, class Mask, class Count,
           class Loss, class DLogits>
 void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask mask, Count count,
                         Loss loss, DLogits dlogits,
                         typename Loss::non_const_value_type grad_scale) {
   using T = typename Loss::non_const_value_type;
-  int const B = logits.extent_int(0);
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  using scratch_1d = Kokkos::View<T*, typename Space::scratch_memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  constexpr int kRows = core::kRowsPerTeam;
   int const L = logits.extent_int(1);
-  int const V = logits.extent_int(2);
+  int const rows = logits.extent_int(0) * L;
+  int const league = (rows + kRows - 1) / kRows;
+  std::size_t const bytes = scratch_1d::shmem_size(kRows);
   Kokkos::parallel_reduce(
       kWriteGrad ? "hax::nn::cross_entropy_forward_backward" : "hax::nn::cross_entropy_forward",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {B, L}),
+      core::row_teams(space, league).set_scratch_size(0, Kokkos::PerTeam(bytes)),
       // kWriteGrad is tested with a plain `if`: nvcc's extended lambdas cannot first-capture a
       // variable inside `if constexpr`; the branch folds away all the same.
-      KOKKOS_LAMBDA(int b, int t, T& sum) {
-        if (mask(b, t) == 0) {
-          if (kWriteGrad) {
-            for (int v = 0; v < V; ++v) {
-              dlogits(b, t, v) = T(0);
-            }
+      KOKKOS_LAMBDA(member const& team, T& sum) {
+        scratch_1d share(team.team_scratch(0), kRows);
+        int const first = team.league_rank() * kRows;
+        // count() >= 1 whenever a row is masked, the only rows that divide by it.
+        T const inv_n = T(1) / static_cast<T>(count() > 0 ? count() : 1);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kRows), [&](int r) {
+          int const row = first + r;
+          T v = 0;
+          if (row < rows) {
+            v = cross_entropy_row<kWriteGrad, T>(team, logits, labels, mask, dlogits, row / L, row % L, inv_n,
+                                                 grad_scale * inv_n);
           }
-          return;
-        }
-        T const inv_n = T(1) / static_cast<T>(count());  // count() >= 1 on a masked row
-        T row_max = logits(b, t, 0);
-        for (int v = 1; v < V; ++v) {
-          row_max = Kokkos::max(row_max, static_cast<T>(logits(b, t, v)));
-        }
-        T denom = 0;
-        for (int v = 0; v < V; ++v) {
-          T const e = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
-          if (kWriteGrad) {
-            dlogits(b, t, v) = e;  // parked in the output row (in cache) so exp runs once
-          }
-          denom += e;
-        }
-        auto const label = static_cast<std::int64_t>(labels(b, t));
-        T const log_denom = Kokkos::log(denom);
-        // −log softmax[label] = log Σ exp(z − max) − (z_label − max)
-        sum += (log_denom - (static_cast<T>(logits(b, t, label)) - row_max)) * inv_n;
-        if (kWriteGrad) {
-          T const g = grad_scale * inv_n;
-          T const inv_denom = T(1) / denom;
-          for (int v = 0; v < V; ++v) {
-            T const p = dlogits(b, t, v) * inv_denom;
-            dlogits(b, t, v) = g * (p - (v == label ? T(1) : T(0)));
-          }
-        }
+          Kokkos::single(Kokkos::PerThread(team), [&]() { share(r) = v; });
+        });
+        team.team_barrier();
+        Kokkos::single(Kokkos::PerTeam(team), [&]() {
+          T acc = 0;
+          for (int r = 0; r < kRows; ++r) { acc += share(r); }
+          sum += acc;
+        });
       },
       loss);
 }
@@ -120,36 +156,21 @@ void cross_entropy_backward_rows(Space const& space, Logits logits, Labels label
                                  Count count, DLogits dlogits,
                                  typename DLogits::non_const_value_type dloss) {
   using T = typename DLogits::non_const_value_type;
-  int const B = logits.extent_int(0);
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  constexpr int kRows = core::kRowsPerTeam;
   int const L = logits.extent_int(1);
-  int const V = logits.extent_int(2);
+  int const rows = logits.extent_int(0) * L;
+  int const league = (rows + kRows - 1) / kRows;
   Kokkos::parallel_for(
-      "hax::nn::cross_entropy_backward",
-      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2, Kokkos::Iterate::Right, Kokkos::Iterate::Right>>(space, {0, 0}, {B, L}),
-      KOKKOS_LAMBDA(int b, int t) {
-        if (mask(b, t) == 0) {
-          for (int v = 0; v < V; ++v) {
-            dlogits(b, t, v) = T(0);
+      "hax::nn::cross_entropy_backward", core::row_teams(space, league), KOKKOS_LAMBDA(member const& team) {
+        T const inv_n = T(1) / static_cast<T>(count() > 0 ? count() : 1);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kRows), [&](int r) {
+          int const row = team.league_rank() * kRows + r;
+          if (row < rows) {
+            (void)cross_entropy_row<true, T>(team, logits, labels, mask, dlogits, row / L, row % L, inv_n,
+                                             dloss * inv_n);
           }
-          return;
-        }
-        T const g = dloss / static_cast<T>(count());
-        T row_max = logits(b, t, 0);
-        for (int v = 1; v < V; ++v) {
-          row_max = Kokkos::max(row_max, static_cast<T>(logits(b, t, v)));
-        }
-        T denom = 0;
-        for (int v = 0; v < V; ++v) {
-          T const e = Kokkos::exp(static_cast<T>(logits(b, t, v)) - row_max);
-          dlogits(b, t, v) = e;  // parked in the output row (in cache) so exp runs once
-          denom += e;
-        }
-        auto const label = static_cast<std::int64_t>(labels(b, t));
-        T const inv_denom = T(1) / denom;
-        for (int v = 0; v < V; ++v) {
-          T const p = dlogits(b, t, v) * inv_denom;
-          dlogits(b, t, v) = g * (p - (v == label ? T(1) : T(0)));
-        }
+        });
       });
 }
 

@@ -5,6 +5,7 @@
 
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <cmath>
@@ -71,7 +72,11 @@ double scalar_of(V const& v) {
 TEMPLATE_TEST_CASE("masked cross-entropy and accuracy match the reference", "[nn][cross_entropy]",
                    float, double) {
   using T = TestType;
-  std::size_t const B = 4, L = 23, V = 11;
+  // V = 11: fewer entries than a GPU row's 32 lanes; V = 100 (joint recall): three and a bit
+  // entries per lane. B·L = 92 rows: the last team of 8 rows is ragged.
+  std::size_t const V = GENERATE(std::size_t{11}, std::size_t{100});
+  CAPTURE(V);
+  std::size_t const B = 4, L = 23;
   test_space space;
   auto const targets = random_targets(B, L, V, /*empty_item=*/2, 1);
   auto const labels = device_ints(targets.labels, B, L);
