@@ -177,19 +177,21 @@ class Mamba2Mixer {
     } else {
       s.xm = x;
     }
-    // The packed projection and the packed conv output die once split: each lives in a scratch
-    // frame taken after the saved pieces, so the next frame reuses its memory.
+    // in_proj as three GEMMs, one per row block of its weight ([z | xBC | dt], each block a
+    // contiguous (out, in) matrix), each straight into its own output: no packed (B, L, 2E + 2N + H)
+    // projection and no column split (a copy of 89 MB per layer at the joint-recall shape).
     s.z = uninitialized_view<T***>(space, "hax::ssm::mamba2_z", B, L, E);
     s.xbc = uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc", B, L, conv_width());
     s.dt = uninitialized_view<T***>(space, "hax::ssm::mamba2_dt", B, L, H);
     {
-      core::ScratchFrame<memory_space> frame;
-      auto const zxbcdt =
-          uninitialized_view<T***>(space, "hax::ssm::mamba2_zxbcdt", B, L, proj_width());
-      nn::linear_forward(space, nn::as_rows(s.xm), store.template value<2>(p + "in_proj.weight"),
-                         view<T*>(), nn::as_rows(zxbcdt));
-      impl::split_columns3(space, nn::as_rows(zxbcdt), nn::as_rows(s.z), nn::as_rows(s.xbc), nn::as_rows(s.dt),
-                           Kokkos::View<std::int8_t*, memory_space>());  // unmasked
+      auto const w_in = store.template value<2>(p + "in_proj.weight");
+      auto const block = [&](int first, int last) {
+        return Kokkos::subview(w_in, Kokkos::pair<int, int>(first, last), Kokkos::ALL);
+      };
+      auto const xm_rows = nn::as_rows(s.xm);
+      nn::linear_forward(space, xm_rows, block(0, E), view<T*>(), nn::as_rows(s.z));
+      nn::linear_forward(space, xm_rows, block(E, E + conv_width()), view<T*>(), nn::as_rows(s.xbc));
+      nn::linear_forward(space, xm_rows, block(E + conv_width(), proj_width()), view<T*>(), nn::as_rows(s.dt));
     }
 
     s.xs = uninitialized_view<T***>(space, "hax::ssm::mamba2_x", B, L, E);

@@ -161,19 +161,21 @@ class MambaMixer {
     s.has_mask = pad_mask.is_allocated();
     auto const mflat = impl::flat_mask(s.mask);
 
-    // The packed projections die once split: each lives in a scratch frame taken after the saved
-    // pieces, so the next frame reuses its memory.
+    // in_proj as two GEMMs, one per row block of its weight ([x | z], each a contiguous (out, in)
+    // matrix), each straight into its own output: no packed (B, L, 2E) projection to split.
     s.xin = uninitialized_view<T***>(space, "hax::ssm::mamba_xin", B, L, E);
     s.z = uninitialized_view<T***>(space, "hax::ssm::mamba_z", B, L, E);
     {
-      core::ScratchFrame<memory_space> frame;
-      auto const xz =
-          uninitialized_view<T***>(space, "hax::ssm::mamba_xz", B, L, 2 * E);  // (B, L, 2E)
-      nn::linear_forward(space, nn::as_rows(x), store.template value<2>(p + "in_proj.weight"),
-                         view<T*>(), nn::as_rows(xz));
-      impl::split_columns(space, nn::as_rows(xz), 0, nn::as_rows(s.xin));
-      impl::split_columns(space, nn::as_rows(xz), E, nn::as_rows(s.z));
+      auto const w_in = store.template value<2>(p + "in_proj.weight");
+      auto const block = [&](int first, int last) {
+        return Kokkos::subview(w_in, Kokkos::pair<int, int>(first, last), Kokkos::ALL);
+      };
+      nn::linear_forward(space, nn::as_rows(x), block(0, E), view<T*>(), nn::as_rows(s.xin));
+      nn::linear_forward(space, nn::as_rows(x), block(E, 2 * E), view<T*>(), nn::as_rows(s.z));
     }
+
+    // The packed x_proj output (R + 2N = 40 columns at the released shapes) dies once split: it
+    // lives in a scratch frame taken after the saved pieces, so the next frame reuses its memory.
 
     s.xc = uninitialized_view<T***>(space, "hax::ssm::mamba_xc", B, L, E);
     nn::conv1d_silu_forward(space, s.xin, conv_weight(store, p),
