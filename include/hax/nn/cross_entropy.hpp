@@ -146,6 +146,9 @@ void cross_entropy_rows(Space const& space, Logits logits, Labels labels, Mask m
           for (int r = 0; r < kRows; ++r) { acc += share(r); }
           sum += acc;
         });
+        // Kokkos' CUDA reduction may run several teams in turn on one block: the shares must be
+        // read before the block's next team overwrites them.
+        team.team_barrier();
       },
       loss);
 }

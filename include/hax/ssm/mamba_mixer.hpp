@@ -174,14 +174,13 @@ class MambaMixer {
       nn::linear_forward(space, nn::as_rows(x), block(E, 2 * E), view<T*>(), nn::as_rows(s.z));
     }
 
-    // The packed x_proj output (R + 2N = 40 columns at the released shapes) dies once split: it
-    // lives in a scratch frame taken after the saved pieces, so the next frame reuses its memory.
-
     s.xc = uninitialized_view<T***>(space, "hax::ssm::mamba_xc", B, L, E);
     nn::conv1d_silu_forward(space, s.xin, conv_weight(store, p),
                             store.template value<1>(p + "conv1d.bias"), s.mask, s.xc);
     impl::mask_rows(space, nn::as_rows(s.xc), mflat);
 
+    // The packed x_proj output (R + 2N = 40 columns at the released shapes) dies once split: it
+    // lives in a scratch frame taken after the saved pieces, so the next frame reuses its memory.
     s.dt_low = uninitialized_view<T***>(space, "hax::ssm::mamba_dt_low", B, L, R);
     s.Bm = uninitialized_view<T***>(space, "hax::ssm::mamba_B", B, L, N);
     s.Cm = uninitialized_view<T***>(space, "hax::ssm::mamba_C", B, L, N);

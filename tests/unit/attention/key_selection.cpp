@@ -110,7 +110,8 @@ TEMPLATE_TEST_CASE("score MLP forward and backward match the reference",
                    "[attention][key_selection]", float, double) {
   using T = TestType;
   // One team of the fused kernels, then several with ragged last teams (forward: 64 rows per
-  // team; backward: 32 sampled rows per team).
+  // team on host backends, 16 on GPUs below impl::kScoreMlpFixedManyRows rows; backward: 16
+  // sampled rows per team).
   bool const large = GENERATE(false, true);
   // N = 16 and 32: the compile-time widths 2N = 32, 64; N = 6: the general kernel.
   int const N = GENERATE(16, 32, 6);
