@@ -38,6 +38,17 @@ rows_view_t<V> as_rows(V const& v) {
   return rows_view_t<V>(v.data(), v.extent(0) * v.extent(1), v.extent(2));
 }
 
+/// Rows [first, last) of a (N, K) LayoutRight weight: the weight of output features first .. last − 1
+/// as its own contiguous (last − first, K) matrix, no copy. A packed projection ([z | x | …] = x·Wᵀ)
+/// then runs as one linear_forward per block, each straight into its own output.
+template <class W>
+  requires(Kokkos::is_view_v<W> && W::rank() == 2)
+auto output_rows(W const& w, int first, int last) {
+  static_assert(std::is_same_v<typename W::array_layout, Kokkos::LayoutRight>,
+                "hax::nn::output_rows: the weight must be LayoutRight (out, in)");
+  return Kokkos::subview(w, Kokkos::pair<int, int>(first, last), Kokkos::ALL);
+}
+
 namespace impl {
 
 /// y(m, n) = b(n): the bias is written first so the GEMM can accumulate onto it (beta = 1); that

@@ -185,13 +185,12 @@ class Mamba2Mixer {
     s.dt = uninitialized_view<T***>(space, "hax::ssm::mamba2_dt", B, L, H);
     {
       auto const w_in = store.template value<2>(p + "in_proj.weight");
-      auto const block = [&](int first, int last) {
-        return Kokkos::subview(w_in, Kokkos::pair<int, int>(first, last), Kokkos::ALL);
-      };
       auto const xm_rows = nn::as_rows(s.xm);
-      nn::linear_forward(space, xm_rows, block(0, E), view<T*>(), nn::as_rows(s.z));
-      nn::linear_forward(space, xm_rows, block(E, E + conv_width()), view<T*>(), nn::as_rows(s.xbc));
-      nn::linear_forward(space, xm_rows, block(E + conv_width(), proj_width()), view<T*>(), nn::as_rows(s.dt));
+      nn::linear_forward(space, xm_rows, nn::output_rows(w_in, 0, E), view<T*>(), nn::as_rows(s.z));
+      nn::linear_forward(space, xm_rows, nn::output_rows(w_in, E, E + conv_width()), view<T*>(),
+                         nn::as_rows(s.xbc));
+      nn::linear_forward(space, xm_rows, nn::output_rows(w_in, E + conv_width(), proj_width()), view<T*>(),
+                         nn::as_rows(s.dt));
     }
 
     s.xs = uninitialized_view<T***>(space, "hax::ssm::mamba2_x", B, L, E);

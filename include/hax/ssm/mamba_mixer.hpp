@@ -167,11 +167,8 @@ class MambaMixer {
     s.z = uninitialized_view<T***>(space, "hax::ssm::mamba_z", B, L, E);
     {
       auto const w_in = store.template value<2>(p + "in_proj.weight");
-      auto const block = [&](int first, int last) {
-        return Kokkos::subview(w_in, Kokkos::pair<int, int>(first, last), Kokkos::ALL);
-      };
-      nn::linear_forward(space, nn::as_rows(x), block(0, E), view<T*>(), nn::as_rows(s.xin));
-      nn::linear_forward(space, nn::as_rows(x), block(E, 2 * E), view<T*>(), nn::as_rows(s.z));
+      nn::linear_forward(space, nn::as_rows(x), nn::output_rows(w_in, 0, E), view<T*>(), nn::as_rows(s.xin));
+      nn::linear_forward(space, nn::as_rows(x), nn::output_rows(w_in, E, 2 * E), view<T*>(), nn::as_rows(s.z));
     }
 
     s.xc = uninitialized_view<T***>(space, "hax::ssm::mamba_xc", B, L, E);

@@ -29,8 +29,9 @@ namespace impl {
 /// At most kMaxSegments segments per row, so step (2)'s offset loop stays short at any L. On an
 /// H100 at B = 64, L = 1057, N = 32 the three kernels take 6.3 + 32.4 + 13.3 µs per call, where a
 /// team per (sequence, feature) scanning L took 131 µs plus 18 µs for the normalisation
-/// (docs/perf_training_step.md); a thread per (sequence, feature) walking L serially 0.9 ms. Extra memory: (B, segments, N). With extents (B) allocated, row b stops at
-/// extents(b): the rows after it are not written.
+/// (docs/perf_training_step.md); a thread per (sequence, feature) walking L serially 0.9 ms.
+/// Extra memory: (B, segments, N). With extents (B) allocated, row b stops at extents(b): the rows
+/// after it are not written.
 inline constexpr int kPrefixSegmentRows = 32;
 inline constexpr int kMaxSegments = 64;
 
