@@ -12,6 +12,8 @@
 #   HAX_GPU_BASE  folder with a baseline build's hax_bench_train_step and hax_bench_attention_plans
 #                 (optional: without it only this build is benchmarked)
 #   HAX_SAN_TAGS  Catch2 tags for memcheck, racecheck and initcheck (default: none, no sanitizer)
+#   HAX_SAN_LIMIT seconds each sanitizer may run before it is stopped (default 150; racecheck
+#                 runs finite-difference checks very slowly)
 #   HAX_BENCH     hax_bench_train_step filter (default: the mamba2 and mamba HAX and key-selection
 #                 cells and mamba2 + sign_bin_lsh)
 #   HAX_NCU_STEPS training steps in the ncu timeline (default 4; 0 skips it)
@@ -39,7 +41,8 @@ tail -3 "$out/suite.log"
 if [ -n "${HAX_SAN_TAGS:-}" ]; then
   for tool in memcheck racecheck initcheck; do
     stamp "compute-sanitizer $tool $HAX_SAN_TAGS"
-    (time compute-sanitizer --tool "$tool" "$bin/hax_tests_cuda" "$HAX_SAN_TAGS") > "$out/$tool.log" 2>&1
+    (time timeout "${HAX_SAN_LIMIT:-150}" compute-sanitizer --tool "$tool" "$bin/hax_tests_cuda" \
+        "$HAX_SAN_TAGS") > "$out/$tool.log" 2>&1
     echo "rc=$?" >> "$out/$tool.log"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test cases" "$out/$tool.log" | tail -2
   done
