@@ -65,7 +65,8 @@ steps=${HAX_NCU_STEPS:-4}
 if [ "$steps" -gt 0 ]; then
   stamp "ncu timeline of $steps training steps"
   run_dir=$(mktemp -d)
-  (cd "$run_dir" && timeout 300 ncu --kernel-name-base demangled --metrics gpu__time_duration.sum --csv \
+  (cd "$run_dir" && timeout 300 ncu --clock-control none --kernel-name-base demangled \
+      --metrics gpu__time_duration.sum --csv \
       "$bin/joint_recall" train --base mamba2 --sparse sign_bin_lsh+key_selection --size base \
       --protocol reference --steps "$steps" --eval-every 100000 --eval-items 64 --test-items 64 \
       --out run > "$out/ncu.csv" 2> "$out/ncu.err")
