@@ -55,6 +55,7 @@
 #include <hax/nn/parameters.hpp>
 #include <hax/nn/rms_norm.hpp>
 #include <hax/nn/rope.hpp>
+#include <hax/nn/rows.hpp>
 #include <hax/nn/swiglu_mlp.hpp>
 #include <hax/optim/adamw.hpp>
 #include <hax/optim/schedule.hpp>

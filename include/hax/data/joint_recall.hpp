@@ -18,6 +18,7 @@
 #include <hax/core/random.hpp>
 #include <hax/core/views.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -530,6 +531,78 @@ shifted_batch<Tokens, Mask> shift_for_training(Tokens const& tokens, Mask const&
   return {Kokkos::subview(tokens, Kokkos::ALL, P(0, lp - 1)),
           Kokkos::subview(tokens, Kokkos::ALL, P(1, lp)),
           Kokkos::subview(mask, Kokkos::ALL, P(0, lp - 1))};
+}
+
+/// The most loss positions an item of `spec` can have: its last-level tokens of the inquiry half,
+/// prod_l n_max[l] (reference: 16 · 16 = 256 of the 1 057 input positions).
+/// Saturates at the largest int (such a spec's items would not fit any padded length anyway).
+inline int max_loss_positions(recall_spec const& s) {
+  constexpr std::int64_t most = std::numeric_limits<int>::max();
+  std::int64_t leaves = 1;
+  int const w = s.levels < kMaxLevels ? s.levels : kMaxLevels;
+  for (int l = 0; l < w; ++l) leaves = std::min(leaves * s.n_max[l], most);
+  return static_cast<int>(leaves);
+}
+
+/// The loss positions of a batch, R slots per sequence: positions(b, r) is the r-th position t
+/// (in increasing order) with loss_mask(b, t) != 0, and -1 once the sequence has no more;
+/// labels_at(b, r) = labels(b, t) (0 on empty slots) and mask_at(b, r) = 1 on filled slots, 0 on
+/// empty ones. So a masked loss over (B, R) slots equals the masked loss over (B, L) positions.
+/// A sequence with more than R loss positions keeps its first R and adds 1 to `overflow` (a
+/// device scalar, accumulated +=; the trainer checks it when it reads its metrics back).
+/// A team per sequence: a prefix count of the mask gives each loss position its slot.
+/// Asynchronous on `space`.
+template <class Space, class Mask, class Labels, class Positions, class LabelsAt, class MaskAt,
+          class Overflow>
+void loss_positions(Space const& space, Mask const& loss_mask, Labels const& labels,
+                    Positions const& positions, LabelsAt const& labels_at, MaskAt const& mask_at,
+                    Overflow const& overflow) {
+  constexpr char const* op = "hax::data::loss_positions";
+  static_assert(Mask::rank() == 2 && Labels::rank() == 2 && Positions::rank() == 2 &&
+                    LabelsAt::rank() == 2 && MaskAt::rank() == 2 && Overflow::rank() == 0,
+                "hax::data::loss_positions: loss_mask, labels (B, L); positions, labels_at, "
+                "mask_at (B, R); overflow rank 0");
+  int const B = loss_mask.extent_int(0), L = loss_mask.extent_int(1);
+  int const R = positions.extent_int(1);
+  core::require(labels.extent_int(0) == B && labels.extent_int(1) == L, op, "labels (",
+                labels.extent(0), ", ", labels.extent(1), ") must match loss_mask (", B, ", ", L,
+                ")");
+  core::require(positions.extent_int(0) == B && labels_at.extent_int(0) == B &&
+                    labels_at.extent_int(1) == R && mask_at.extent_int(0) == B &&
+                    mask_at.extent_int(1) == R,
+                op, "positions (", positions.extent(0), ", ", R, "), labels_at (",
+                labels_at.extent(0), ", ", labels_at.extent(1), ") and mask_at (",
+                mask_at.extent(0), ", ", mask_at.extent(1), ") must all be (B, R) with B = ", B);
+  core::require(R >= 1, op, "positions must have at least one slot per sequence (R = ", R, ")");
+  using label_t = typename LabelsAt::non_const_value_type;
+  using mask_t = typename MaskAt::non_const_value_type;
+  using member = typename Kokkos::TeamPolicy<Space>::member_type;
+  Kokkos::parallel_for(
+      op, Kokkos::TeamPolicy<Space>(space, B, Kokkos::AUTO), KOKKOS_LAMBDA(member const& team) {
+        int const b = team.league_rank();
+        int count = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, L),
+            [&](int t, int& acc) { acc += loss_mask(b, t) != 0 ? 1 : 0; }, count);
+        Kokkos::parallel_scan(Kokkos::TeamThreadRange(team, L),
+                              [&](int t, int& slot, bool const final) {
+                                bool const scored = loss_mask(b, t) != 0;
+                                if (final && scored && slot < R) {
+                                  positions(b, slot) = t;
+                                  labels_at(b, slot) = static_cast<label_t>(labels(b, t));
+                                  mask_at(b, slot) = mask_t(1);
+                                }
+                                slot += scored ? 1 : 0;
+                              });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, count < R ? count : R, R), [&](int r) {
+          positions(b, r) = -1;
+          labels_at(b, r) = label_t(0);
+          mask_at(b, r) = mask_t(0);
+        });
+        if (count > R) {
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { Kokkos::atomic_inc(&overflow()); });
+        }
+      });
 }
 
 }  // namespace hax::data

@@ -6,7 +6,9 @@
 /// (norm_f) and logits = h·Eᵀ with the embedding matrix (tied, no bias). Parameter names are the
 /// reference's (embeddings.weight, layers.{i}.norm.weight, layers.{i}.mixer.*, norm_f.weight).
 /// Forward and hand-written backward over a Workspace of per-layer activations; nothing here
-/// synchronises with the host.
+/// synchronises with the host. The output head (norm_f and the logits) runs either at every
+/// position or, with a workspace made for R output rows, only at R chosen positions per sequence
+/// (the positions a loss reads: nn/rows.hpp, docs/math/output_rows.md).
 ///
 /// The mixer is a template parameter; MixerFactory<Mixer>::make(config, layer) builds one per
 /// layer. Provided: LinearMixer (stand-in), hax::ssm::MambaMixer / Mamba2Mixer (with the HAX
@@ -27,6 +29,7 @@
 #include <hax/nn/linear.hpp>
 #include <hax/nn/parameters.hpp>
 #include <hax/nn/rms_norm.hpp>
+#include <hax/nn/rows.hpp>
 
 #include <cstdint>
 #include <string>
@@ -166,10 +169,14 @@ class Model {
     std::vector<act_view> normed;  // (layers) x (B, L, D): RMSNorm(h[i]), the mixer's input
     std::vector<row_view> rstd;    // (layers) x (B, L)
     std::vector<typename block_type::Saved> saved;  // (layers)
-    act_view hf;                   // (B, L, D) norm_f output
-    row_view rstd_f;               // (B, L)
-    act_view logits;               // (B, L, V)
-    act_view dlogits;              // (B, L, V) set by the loss before backward
+    int output_rows = 0;           // R: the head runs at R positions per sequence; 0: at all L
+    act_view h_rows;               // (B, R, D) the last residual stream at the positions (R > 0)
+    act_view dh_rows;              // (B, R, D) its gradient (R > 0)
+    act_view dhf;                  // (B, R, D) the gradient of hf (R > 0)
+    act_view hf;                   // (B, R, D) norm_f output; R = L when output_rows = 0
+    row_view rstd_f;               // (B, R)
+    act_view logits;               // (B, R, V)
+    act_view dlogits;              // (B, R, V) set by the loss before backward
     act_view dh;                   // (B, L, D) running gradient of the residual stream
     act_view scratch;              // (B, L, D)
     mask_view pad_mask;            // (B, L) nonzero = real token
@@ -198,37 +205,49 @@ class Model {
   std::size_t parameter_count() const { return store_.count(); }
   int num_layers() const { return static_cast<int>(blocks_.size()); }
 
-  /// Allocates the activations for batch shape (B, L) on `space`.
-  Workspace make_workspace(Space const& space, int batch, int length) const {
+  /// Allocates the activations for batch shape (B, L) on `space`. With `output_rows` R >= 1 the
+  /// output head's activations (the final norm, the logits and their gradients) are (B, R, ·):
+  /// such a workspace is used with the forward and backward that take positions (B, R). With 0
+  /// (the default) they are (B, L, ·), the logits at every position.
+  Workspace make_workspace(Space const& space, int batch, int length, int output_rows = 0) const {
     constexpr char const* op = "hax::models::Model::make_workspace";
     core::require(batch >= 1 && length >= 1, op, "batch (", batch, ") and length (", length,
                   ") must be >= 1");
+    core::require(output_rows >= 0 && output_rows <= length, op, "output_rows (", output_rows,
+                  ") must be in [0, length = ", length, "] (0: logits at every position)");
     Workspace ws;
     ws.batch = batch;
     ws.length = length;
+    ws.output_rows = output_rows;
     std::size_t const b = batch, l = length, d = config_.hidden_size, v = config_.vocab_size;
-    auto act = [&](char const* name, std::size_t last) {
+    std::size_t const r = output_rows > 0 ? output_rows : length;
+    auto act = [&](char const* name, std::size_t last, std::size_t len) {
       return act_view(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
                                          std::string("hax::models::") + name),
-                      b, l, last);
+                      b, len, last);
     };
-    auto rows = [&](char const* name) {
+    auto rows = [&](char const* name, std::size_t len) {
       return row_view(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
                                          std::string("hax::models::") + name),
-                      b, l);
+                      b, len);
     };
-    for (int i = 0; i <= num_layers(); ++i) ws.h.push_back(act("h", d));
+    for (int i = 0; i <= num_layers(); ++i) ws.h.push_back(act("h", d, l));
     for (int i = 0; i < num_layers(); ++i) {
-      ws.normed.push_back(act("normed", d));
-      ws.rstd.push_back(rows("rstd"));
+      ws.normed.push_back(act("normed", d, l));
+      ws.rstd.push_back(rows("rstd", l));
     }
     ws.saved.resize(num_layers());
-    ws.hf = act("hf", d);
-    ws.rstd_f = rows("rstd_f");
-    ws.logits = act("logits", v);
-    ws.dlogits = act("dlogits", v);
-    ws.dh = act("dh", d);
-    ws.scratch = act("scratch", d);
+    if (output_rows > 0) {
+      ws.h_rows = act("h_rows", d, r);
+      ws.dh_rows = act("dh_rows", d, r);
+      ws.dhf = act("dhf", d, r);
+    }
+    ws.hf = act("hf", d, r);
+    ws.rstd_f = rows("rstd_f", r);
+    ws.logits = act("logits", v, r);
+    ws.dlogits = act("dlogits", v, r);
+    ws.dh = act("dh", d, l);
+    ws.scratch = act("scratch", d, l);
     ws.pad_mask = mask_view(Kokkos::view_alloc(space, std::string("hax::models::pad_mask")), b, l);
     ws.gate_loss = scalar_view(Kokkos::view_alloc(space, std::string("hax::models::gate_loss")));
     return ws;
@@ -236,34 +255,46 @@ class Model {
 
   /// Forward: ws.logits (B, L, V) = model(tokens), ws.gate_loss = Σ_layers gate loss (0 without
   /// key selection or outside training). `tokens` (B, L) integral in [0, vocab); ws.pad_mask must
-  /// hold the pad mask (nonzero = real token; see set_pad_mask). Asynchronous on `space`.
+  /// hold the pad mask (nonzero = real token; see set_pad_mask). The workspace must be made
+  /// without output rows. Asynchronous on `space`.
   template <class Tokens>
   void forward(Space const& space, Workspace& ws, Tokens const& tokens,
                StepContext const& ctx) const {
     constexpr char const* op = "hax::models::Model::forward";
-    core::require(static_cast<int>(tokens.extent(0)) == ws.batch &&
-                      static_cast<int>(tokens.extent(1)) == ws.length,
-                  op, "tokens (", tokens.extent(0), ", ", tokens.extent(1),
-                  ") do not match the workspace (", ws.batch, ", ", ws.length, ")");
-    Kokkos::deep_copy(space, ws.gate_loss, T(0));
+    core::require(ws.output_rows == 0, op, "the workspace was made for ", ws.output_rows,
+                  " output rows per sequence: pass their positions (B, R)");
+    trunk_forward(op, space, ws, tokens, ctx);
     auto const emb = store_.template value<2>("embeddings.weight");
-    nn::embedding_forward(space, tokens, emb, ws.h[0]);
-    for (int i = 0; i < num_layers(); ++i) {
-      StepContext c = ctx;
-      c.layer = i;
-      ws.saved[i] = blocks_[i].forward(space, store_, ws.h[i], ws.pad_mask, ws.normed[i],
-                                       ws.rstd[i], ws.h[i + 1], ws.gate_loss, c);
-    }
     nn::rms_norm_forward(space, ws.h[num_layers()], store_.template value<1>("norm_f.weight"),
                          ws.hf, ws.rstd_f, config_.norm_eps);
     nn::tied_output_forward(space, nn::as_rows(ws.hf), emb, nn::as_rows(ws.logits));
   }
 
+  /// Forward with the output head at chosen positions only: ws.logits (B, R, V) holds the logits
+  /// of position positions(b, r) of sequence b, and zero-input logits (those of a zero row, all 0)
+  /// where positions(b, r) < 0. The trunk (embedding and blocks) runs as in forward; ws must be
+  /// made with output_rows = R. Asynchronous on `space`.
+  template <class Tokens, class Positions>
+  void forward(Space const& space, Workspace& ws, Tokens const& tokens,
+               Positions const& positions, StepContext const& ctx) const {
+    constexpr char const* op = "hax::models::Model::forward";
+    check_positions(op, ws, positions);
+    trunk_forward(op, space, ws, tokens, ctx);
+    auto const emb = store_.template value<2>("embeddings.weight");
+    nn::gather_rows(space, ws.h[num_layers()], positions, ws.h_rows);
+    nn::rms_norm_forward(space, ws.h_rows, store_.template value<1>("norm_f.weight"), ws.hf,
+                         ws.rstd_f, config_.norm_eps);
+    nn::tied_output_forward(space, nn::as_rows(ws.hf), emb, nn::as_rows(ws.logits));
+  }
+
   /// Backward from ws.dlogits (B, L, V) (and, inside sparse mixers, ctx.gate_loss_weight · the
-  /// gate loss): parameter gradients accumulate into store().grads(). Asynchronous on `space`.
+  /// gate loss): parameter gradients accumulate into store().grads(). For a workspace made
+  /// without output rows. Asynchronous on `space`.
   template <class Tokens>
   void backward(Space const& space, Workspace& ws, Tokens const& tokens,
                 StepContext const& ctx) const {
+    core::require(ws.output_rows == 0, "hax::models::Model::backward", "the workspace was made for ",
+                  ws.output_rows, " output rows per sequence: pass their positions (B, R)");
     auto const emb = store_.template value<2>("embeddings.weight");
     auto const demb = store_.template grad<2>("embeddings.weight");
     nn::tied_output_backward(space, nn::as_rows(ws.dlogits), nn::as_rows(ws.hf), emb,
@@ -271,14 +302,24 @@ class Model {
     nn::rms_norm_backward(space, ws.scratch, ws.h[num_layers()],
                           store_.template value<1>("norm_f.weight"), ws.rstd_f, ws.dh,
                           store_.template grad<1>("norm_f.weight"));
-    for (int i = num_layers() - 1; i >= 0; --i) {
-      StepContext c = ctx;
-      c.layer = i;
-      // One layer's backward temporaries are dead once it returns: the next layer reuses them.
-      core::ScratchFrame<typename Space::memory_space> frame;
-      blocks_[i].backward(space, store_, ws.saved[i], ws.h[i], ws.rstd[i], ws.dh, ws.scratch, c);
-    }
-    nn::embedding_backward(space, tokens, ws.dh, demb);
+    trunk_backward(space, ws, tokens, ctx);
+  }
+
+  /// Backward of the forward with positions, from ws.dlogits (B, R, V): the head's gradient goes
+  /// back to the chosen positions of the residual stream, every other position gets none from
+  /// it. `positions` must be those of the forward. Asynchronous on `space`.
+  template <class Tokens, class Positions>
+  void backward(Space const& space, Workspace& ws, Tokens const& tokens,
+                Positions const& positions, StepContext const& ctx) const {
+    check_positions("hax::models::Model::backward", ws, positions);
+    auto const emb = store_.template value<2>("embeddings.weight");
+    auto const demb = store_.template grad<2>("embeddings.weight");
+    nn::tied_output_backward(space, nn::as_rows(ws.dlogits), nn::as_rows(ws.hf), emb,
+                             nn::as_rows(ws.dhf), demb);
+    nn::rms_norm_backward(space, ws.dhf, ws.h_rows, store_.template value<1>("norm_f.weight"),
+                          ws.rstd_f, ws.dh_rows, store_.template grad<1>("norm_f.weight"));
+    nn::scatter_rows(space, ws.dh_rows, positions, ws.dh);
+    trunk_backward(space, ws, tokens, ctx);
   }
 
   /// ws.pad_mask(b, t) = (tokens(b, t) != pad_id). Asynchronous on `space`.
@@ -295,6 +336,52 @@ class Model {
   }
 
  private:
+  template <class Positions>
+  static void check_positions(char const* op, Workspace const& ws, Positions const& positions) {
+    static_assert(Positions::rank() == 2, "hax::models::Model: positions must be (B, R)");
+    core::require(ws.output_rows > 0, op, "the workspace was made without output rows: make it "
+                  "with output_rows = R to pass positions");
+    core::require(static_cast<int>(positions.extent(0)) == ws.batch &&
+                      static_cast<int>(positions.extent(1)) == ws.output_rows,
+                  op, "positions (", positions.extent(0), ", ", positions.extent(1),
+                  ") must be (B, R) = (", ws.batch, ", ", ws.output_rows, ") of the workspace");
+  }
+
+  /// The embedding and the blocks: ws.h[num_layers()] is the last residual stream.
+  template <class Tokens>
+  void trunk_forward(char const* op, Space const& space, Workspace& ws, Tokens const& tokens,
+                     StepContext const& ctx) const {
+    core::require(static_cast<int>(tokens.extent(0)) == ws.batch &&
+                      static_cast<int>(tokens.extent(1)) == ws.length,
+                  op, "tokens (", tokens.extent(0), ", ", tokens.extent(1),
+                  ") do not match the workspace (", ws.batch, ", ", ws.length, ")");
+    Kokkos::deep_copy(space, ws.gate_loss, T(0));
+    auto const emb = store_.template value<2>("embeddings.weight");
+    nn::embedding_forward(space, tokens, emb, ws.h[0]);
+    for (int i = 0; i < num_layers(); ++i) {
+      StepContext c = ctx;
+      c.layer = i;
+      ws.saved[i] = blocks_[i].forward(space, store_, ws.h[i], ws.pad_mask, ws.normed[i],
+                                       ws.rstd[i], ws.h[i + 1], ws.gate_loss, c);
+    }
+  }
+
+  /// The blocks' and the embedding's backward from ws.dh, the gradient of the last residual
+  /// stream (parameter gradients accumulate).
+  template <class Tokens>
+  void trunk_backward(Space const& space, Workspace& ws, Tokens const& tokens,
+                      StepContext const& ctx) const {
+    auto const demb = store_.template grad<2>("embeddings.weight");
+    for (int i = num_layers() - 1; i >= 0; --i) {
+      StepContext c = ctx;
+      c.layer = i;
+      // One layer's backward temporaries are dead once it returns: the next layer reuses them.
+      core::ScratchFrame<typename Space::memory_space> frame;
+      blocks_[i].backward(space, store_, ws.saved[i], ws.h[i], ws.rstd[i], ws.dh, ws.scratch, c);
+    }
+    nn::embedding_backward(space, tokens, ws.dh, demb);
+  }
+
   ModelConfig config_;
   std::vector<block_type> blocks_;
   nn::ParameterStore<Space, T> store_;

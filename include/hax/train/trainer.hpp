@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -35,6 +36,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace hax::train {
@@ -145,7 +147,18 @@ class Trainer {
     mask_ = mask_view(Kokkos::view_alloc(space_, std::string("hax::train::mask")), b, lp);
     failures_ = Kokkos::View<int, memory_space>(
         Kokkos::view_alloc(space_, std::string("hax::train::failures")));
-    ws_ = model_.make_workspace(space_, b, lp - 1);
+    // The loss and the accuracy read the logits at the loss positions only (at most
+    // max_loss_positions per item, 256 of 1 057 in the reference's data): the output head runs
+    // there alone (docs/math/output_rows.md).
+    int const r = std::min(data::max_loss_positions(spec_), lp - 1);
+    ws_ = model_.make_workspace(space_, b, lp - 1, r);
+    positions_ = slot_view<int>(Kokkos::view_alloc(space_, std::string("hax::train::positions")), b, r);
+    labels_at_ = slot_view<std::int32_t>(
+        Kokkos::view_alloc(space_, std::string("hax::train::labels_at")), b, r);
+    mask_at_ = slot_view<std::int8_t>(Kokkos::view_alloc(space_, std::string("hax::train::mask_at")),
+                                      b, r);
+    overflow_ = Kokkos::View<int, memory_space>(
+        Kokkos::view_alloc(space_, std::string("hax::train::overflow")));
     ce_ = Kokkos::View<T, memory_space>(Kokkos::view_alloc(space_, std::string("hax::train::ce")));
     count_ = Kokkos::View<std::int64_t, memory_space>(
         Kokkos::view_alloc(space_, std::string("hax::train::count")));
@@ -177,16 +190,17 @@ class Trainer {
     load_batch(data::split::train, data_pos_);
     auto const batch = data::shift_for_training(tokens_, mask_);
     model_type::set_pad_mask(space_, ws_, batch.inputs, spec_.pad);
+    data::loss_positions(space_, batch.loss_mask, batch.labels, positions_, labels_at_, mask_at_,
+                         overflow_);
     models::StepContext ctx;
     ctx.seed = config_.hash_seed;
     ctx.step = static_cast<std::uint64_t>(step_);
     ctx.training = true;
     ctx.gate_loss_weight = config_.gate_loss_weight;
     model_.store().zero_grad(space_);
-    model_.forward(space_, ws_, batch.inputs, ctx);
-    nn::cross_entropy_forward(space_, ws_.logits, batch.labels, batch.loss_mask, ce_, count_,
-                              ws_.dlogits);
-    model_.backward(space_, ws_, batch.inputs, ctx);
+    model_.forward(space_, ws_, batch.inputs, positions_, ctx);
+    nn::cross_entropy_forward(space_, ws_.logits, labels_at_, mask_at_, ce_, count_, ws_.dlogits);
+    model_.backward(space_, ws_, batch.inputs, positions_, ctx);
     optimizer_.update(space_, optim::WarmupCosine{config_.lr, config_.warmup, 0, 0.0},
                       model_.store());
     ++step_;
@@ -196,13 +210,13 @@ class Trainer {
   /// Loss (CE + α·gate loss), its two terms and the batch accuracy of the last training step,
   /// read back to the host (synchronises: only at log steps).
   StepMetrics last_metrics() {
-    auto const batch = data::shift_for_training(tokens_, mask_);
-    nn::masked_accuracy(space_, ws_.logits, batch.labels, batch.loss_mask, acc_item_, acc_mean_);
+    nn::masked_accuracy(space_, ws_.logits, labels_at_, mask_at_, acc_item_, acc_mean_);
     T ce = 0, gate = 0, acc = 0;
     Kokkos::deep_copy(space_, ce, ce_);
     Kokkos::deep_copy(space_, gate, ws_.gate_loss);
     Kokkos::deep_copy(space_, acc, acc_mean_);
     space_.fence("hax::train::last_metrics");
+    check_loss_positions("hax::train::Trainer::last_metrics");
     StepMetrics m;
     m.ce = static_cast<double>(ce);
     m.gate_loss = static_cast<double>(gate);
@@ -242,13 +256,14 @@ class Trainer {
                            Kokkos::subview(mask_, rows, Kokkos::ALL), failures_);
       auto const batch = data::shift_for_training(tokens_, mask_);
       model_type::set_pad_mask(space_, ws_, batch.inputs, spec_.pad);
-      model_.forward(space_, ws_, batch.inputs, ctx);
-      auto const rows_b = Kokkos::subview(batch.loss_mask, rows, Kokkos::ALL);
+      data::loss_positions(space_, batch.loss_mask, batch.labels, positions_, labels_at_,
+                           mask_at_, overflow_);
+      model_.forward(space_, ws_, batch.inputs, positions_, ctx);
       nn::cross_entropy_forward(space_, Kokkos::subview(ws_.logits, rows, Kokkos::ALL, Kokkos::ALL),
-                                Kokkos::subview(batch.labels, rows, Kokkos::ALL), rows_b, ce_,
-                                count_, Kokkos::View<T***, memory_space>());
-      nn::masked_accuracy(space_, ws_.logits, batch.labels, batch.loss_mask, acc_item_,
-                          acc_mean_);
+                                Kokkos::subview(labels_at_, rows, Kokkos::ALL),
+                                Kokkos::subview(mask_at_, rows, Kokkos::ALL), ce_, count_,
+                                Kokkos::View<T***, memory_space>());
+      nn::masked_accuracy(space_, ws_.logits, labels_at_, mask_at_, acc_item_, acc_mean_);
       Kokkos::parallel_for(
           "hax::train::eval_accumulate", Kokkos::RangePolicy<Space>(space_, 0, 1),
           KOKKOS_LAMBDA(int) {
@@ -263,6 +278,7 @@ class Trainer {
     Kokkos::View<double[2], Kokkos::HostSpace> h(host);
     Kokkos::deep_copy(space_, h, sums_);
     space_.fence("hax::train::evaluate");
+    check_loss_positions("hax::train::Trainer::evaluate");
     return EvalResult{host[0] / static_cast<double>(n), host[1] / static_cast<double>(batches), n};
   }
 
@@ -450,6 +466,21 @@ class Trainer {
     }
   }
 
+  /// Throws std::logic_error when a batch since the last check had an item with more loss
+  /// positions than the output rows hold (data::max_loss_positions bounds every generated item,
+  /// so this is a bug, not bad input), then clears the count. Reads a device counter: call it
+  /// where the host synchronises anyway.
+  void check_loss_positions(char const* op) {
+    int over = 0;
+    Kokkos::deep_copy(space_, over, overflow_);
+    space_.fence(op);
+    if (over == 0) return;
+    Kokkos::deep_copy(space_, overflow_, 0);
+    throw std::logic_error(core::concat(op, ": ", over, " item(s) had more loss positions than the ",
+                                        ws_.output_rows,
+                                        " output rows per item (data::max_loss_positions) hold"));
+  }
+
   /// The arena a step uses: none (helpers allocate) when the config turns it off.
   core::ScratchArena<memory_space>* scratch() {
     return config_.use_scratch_arena ? &arena_ : nullptr;
@@ -521,6 +552,12 @@ class Trainer {
   token_view tokens_;                                  // (B, Lpad)
   mask_view mask_;                                     // (B, Lpad)
   Kokkos::View<int, memory_space> failures_;           // rank 0
+  template <class V>
+  using slot_view = Kokkos::View<V**, Kokkos::LayoutRight, memory_space>;
+  slot_view<int> positions_;            // (B, R) the loss positions of the batch, -1 past
+  slot_view<std::int32_t> labels_at_;   // (B, R) their labels
+  slot_view<std::int8_t> mask_at_;      // (B, R) 1 on filled slots
+  Kokkos::View<int, memory_space> overflow_;  // rank 0: items with more than R loss positions
   typename model_type::Workspace ws_;                  // (B, Lpad - 1)
   Kokkos::View<T, memory_space> ce_;                   // rank 0
   Kokkos::View<std::int64_t, memory_space> count_;     // rank 0

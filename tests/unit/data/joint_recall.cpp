@@ -2,18 +2,21 @@
 /// \file
 /// Tests of hax::data's generator: device batches against hax::reference::data, layout
 /// invariants for many sizes and levels, streaming determinism, split disjointness (including a
-/// tiny configuration where collisions do happen), distributions, the trainer's shifted view and
-/// bad input.
+/// tiny configuration where collisions do happen), distributions, the trainer's shifted view, the
+/// loss positions against hax::reference::data and bad input.
 #include "support/test_space.hpp"
 
+#include <hax/core/random.hpp>
 #include <hax/data/joint_recall.hpp>
 #include <hax/reference/data/joint_recall.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <tuple>
 #include <set>
 #include <vector>
 
@@ -365,6 +368,132 @@ TEST_CASE("data: shifted view for the trainer", "[data]") {
       CHECK(hlm(r, p) == hm(r, p));
       if (hm(r, p) == 1) CHECK((hlab(r, p) >= 10 && hlab(r, p) < 26));  // label is a value
     }
+  }
+}
+
+TEST_CASE("data: loss positions gather the scored slots as the reference does", "[data]") {
+  // Two and three levels; items of every size in [n_min, n_max], so per-item counts vary.
+  for (auto const& [levels, n_min, n_max] : {std::tuple{2, 2, 5}, std::tuple{3, 1, 3}}) {
+    recall_spec const s = small_spec(levels, n_min, n_max, 2, 0);
+    int const most = hax::data::max_loss_positions(s);
+    int expected_most = 1;
+    for (int l = 0; l < levels; ++l) expected_most *= n_max;
+    REQUIRE(most == expected_most);
+    std::int64_t const B = 24;
+    auto const ex = hax::data::make_exclusions(space_t{}, s);
+    auto const b = generate(s, ex, split::train, 0, B);
+    int const L = static_cast<int>(b.lp) - 1;
+    std::vector<int> loss_mask, labels;  // the shifted (B, L) view, written out here
+    int largest = 0;
+    for (std::int64_t r = 0; r < B; ++r) {
+      int count = 0;
+      for (int p = 0; p < L; ++p) {
+        loss_mask.push_back(b.masked(r, p));
+        labels.push_back(b.token(r, p + 1));
+        count += b.masked(r, p);
+      }
+      largest = std::max(largest, count);
+    }
+    REQUIRE(largest <= most);  // the bound holds for every generated item
+    REQUIRE(largest >= 2);
+    // R = the bound (no overflow) and R = largest - 1 (the largest items overflow).
+    for (int R : {most, largest - 1}) {
+      INFO("levels " << levels << ", R = " << R);
+      Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m("m", B, L);
+      Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab("lab", B, L);
+      Kokkos::View<int**, Kokkos::LayoutRight, mem_t> pos("pos", B, R);
+      Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab_at("lab_at", B, R);
+      Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m_at("m_at", B, R);
+      Kokkos::View<int, mem_t> overflow("overflow");
+      auto hm = Kokkos::create_mirror_view(m);
+      auto hlab = Kokkos::create_mirror_view(lab);
+      for (std::size_t i = 0; i < loss_mask.size(); ++i) {
+        hm.data()[i] = static_cast<std::int8_t>(loss_mask[i]);
+        hlab.data()[i] = labels[i];
+      }
+      Kokkos::deep_copy(m, hm);
+      Kokkos::deep_copy(lab, hlab);
+      Kokkos::deep_copy(pos, 7);  // garbage: every slot is written
+      Kokkos::deep_copy(lab_at, 7);
+      Kokkos::deep_copy(m_at, std::int8_t(7));
+      hax::data::loss_positions(space_t{}, m, lab, pos, lab_at, m_at, overflow);
+      space_t{}.fence();
+      auto const want = hax::reference::data::loss_positions(loss_mask, labels, B, L, R);
+      auto hpos = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, pos);
+      auto hlab_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, lab_at);
+      auto hm_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, m_at);
+      std::vector<int> got_pos(hpos.data(), hpos.data() + B * R);
+      std::vector<int> got_lab(hlab_at.data(), hlab_at.data() + B * R);
+      std::vector<int> got_m(hm_at.data(), hm_at.data() + B * R);
+      CHECK(got_pos == want.positions);
+      CHECK(got_lab == want.labels);
+      CHECK(got_m == want.mask);
+      int got_overflow = 0;
+      Kokkos::deep_copy(got_overflow, overflow);
+      CHECK(got_overflow == want.overflow);
+      CHECK((R == most ? want.overflow == 0 : want.overflow >= 1));
+    }
+  }
+  // Bad shapes name the input.
+  Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m("m", 2, 9);
+  Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab("lab", 2, 8), lab9("lab9", 2, 9);
+  Kokkos::View<int**, Kokkos::LayoutRight, mem_t> pos("pos", 2, 3);
+  Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab_at("lab_at", 2, 3);
+  Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m_at("m_at", 3, 3);
+  Kokkos::View<int, mem_t> overflow("overflow");
+  CHECK_THROWS_WITH(hax::data::loss_positions(space_t{}, m, lab, pos, lab_at, m_at, overflow),
+                    ContainsSubstring("hax::data::loss_positions") &&
+                        ContainsSubstring("labels (2, 8)"));
+  CHECK_THROWS_WITH(hax::data::loss_positions(space_t{}, m, lab9, pos, lab_at, m_at, overflow),
+                    ContainsSubstring("mask_at (3, 3)"));
+}
+
+TEST_CASE("data: loss positions of long sequences with any mask density", "[data]") {
+  // L beyond a GPU team's width, so the team scan runs over several chunks of the sequence; one
+  // sequence with no loss position, one sparse, one dense, one full.
+  int const B = 4, L = 1500;
+  std::vector<int> loss_mask(static_cast<std::size_t>(B) * L), labels(loss_mask.size());
+  hax::core::RngStream rng(hax::core::stream_key(5, 0, 0));
+  double const density[B] = {0.0, 0.05, 0.6, 1.0};
+  for (int b = 0; b < B; ++b) {
+    for (int t = 0; t < L; ++t) {
+      std::size_t const i = static_cast<std::size_t>(b) * L + t;
+      loss_mask[i] = rng.uniform() < density[b] ? 1 : 0;
+      labels[i] = static_cast<int>(rng.uniform_int(100));
+    }
+  }
+  Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m("m", B, L);
+  Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab("lab", B, L);
+  auto hm = Kokkos::create_mirror_view(m);
+  auto hlab = Kokkos::create_mirror_view(lab);
+  for (std::size_t i = 0; i < loss_mask.size(); ++i) {
+    hm.data()[i] = static_cast<std::int8_t>(loss_mask[i]);
+    hlab.data()[i] = labels[i];
+  }
+  Kokkos::deep_copy(m, hm);
+  Kokkos::deep_copy(lab, hlab);
+  for (int R : {1, 17, 256, L}) {
+    INFO("R = " << R);
+    Kokkos::View<int**, Kokkos::LayoutRight, mem_t> pos("pos", B, R);
+    Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab_at("lab_at", B, R);
+    Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m_at("m_at", B, R);
+    Kokkos::View<int, mem_t> overflow("overflow");
+    Kokkos::deep_copy(pos, 7);
+    for (int repeat = 0; repeat < 2; ++repeat) {  // the overflow count accumulates
+      hax::data::loss_positions(space_t{}, m, lab, pos, lab_at, m_at, overflow);
+    }
+    space_t{}.fence();
+    auto const want = hax::reference::data::loss_positions(loss_mask, labels, B, L, R);
+    auto hpos = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, pos);
+    auto hlab_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, lab_at);
+    auto hm_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, m_at);
+    CHECK(std::vector<int>(hpos.data(), hpos.data() + B * R) == want.positions);
+    CHECK(std::vector<int>(hlab_at.data(), hlab_at.data() + B * R) == want.labels);
+    CHECK(std::vector<int>(hm_at.data(), hm_at.data() + B * R) == want.mask);
+    int got_overflow = 0;
+    Kokkos::deep_copy(got_overflow, overflow);
+    CHECK(got_overflow == 2 * want.overflow);
+    CHECK((R == L ? want.overflow == 0 : want.overflow >= 2));
   }
 }
 

@@ -530,6 +530,94 @@ void check_model_is_causal(ModelConfig const& c) {
 
 }  // namespace
 
+namespace {
+
+/// The output head at chosen positions (a workspace with output rows) against the head at every
+/// position: the logits at the positions are the full logits there (0 on empty slots), and a
+/// backward from dlogits at the positions gives the parameter gradients of the full backward
+/// from those dlogits scattered to their positions (zero elsewhere). Random dlogits on the empty
+/// slots must change nothing. Training context, so the gate loss's gradients are included.
+template <class Mixer>
+void check_output_rows(ModelConfig const& c) {
+  using space = hax::test::test_space;
+  using Model = hax::models::Model<space, double, Mixer>;
+  using mem = hax::test::test_memory_space;
+  Model model(c, 5);
+  space const s;
+  int const B = 2, L = 9, R = 4, V = c.vocab_size;
+  std::vector<int> const pos = {2, 5, 8, -1, 0, 3, -1, -1};
+  auto full = model.make_workspace(s, B, L);
+  auto rows = model.make_workspace(s, B, L, R);
+  REQUIRE(rows.logits.extent(1) == static_cast<std::size_t>(R));
+  Kokkos::View<int**, Kokkos::LayoutRight, mem> tokens("tokens", B, L), positions("positions", B, R);
+  hax::test::from_vector(tokens, {1, 5, 2, 6, 3, 3, 4, 1, 2, 4, 4, 6, 1, 5, 2, 3, 6, 5});
+  hax::test::from_vector(positions, std::vector<double>(pos.begin(), pos.end()));
+  hax::test::fill_random(model.store().values(), 17, -0.8, 0.8);
+  Model::set_pad_mask(s, full, tokens, -1);
+  Model::set_pad_mask(s, rows, tokens, -1);
+  hax::models::StepContext ctx;
+  ctx.seed = 3;
+  ctx.step = 2;
+  ctx.training = true;
+  ctx.gate_loss_weight = 0.1;
+
+  model.forward(s, full, tokens, ctx);
+  model.forward(s, rows, tokens, positions, ctx);
+  auto const y_full = hax::test::to_vector(full.logits);
+  auto const y_rows = hax::test::to_vector(rows.logits);
+  std::vector<double> want(static_cast<std::size_t>(B) * R * V, 0.0);
+  auto const dy_rows = hax::test::random_vector(B * R * V, 18);
+  std::vector<double> dy_full(static_cast<std::size_t>(B) * L * V, 0.0);
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) {
+      int const t = pos[b * R + r];
+      if (t < 0) continue;
+      for (int v = 0; v < V; ++v) {
+        want[(b * R + r) * V + v] = y_full[(b * L + t) * V + v];
+        dy_full[(b * L + t) * V + v] = dy_rows[(b * R + r) * V + v];
+      }
+    }
+  }
+  hax::test::check_close(y_rows, want, 1e-13, 1e-14, "logits at the positions");
+  CHECK(hax::test::to_vector(rows.gate_loss) == hax::test::to_vector(full.gate_loss));
+
+  hax::test::from_vector(full.dlogits, dy_full);
+  hax::test::fill_random(full.dh, 19);  // garbage: the head's backward must overwrite dh
+  hax::test::fill_random(rows.dh, 20);
+  model.store().zero_grad(s);
+  model.backward(s, full, tokens, ctx);
+  auto const g_full = hax::test::to_vector(model.store().grads());
+  hax::test::from_vector(rows.dlogits, dy_rows);
+  model.store().zero_grad(s);
+  model.backward(s, rows, tokens, positions, ctx);
+  auto const g_rows = hax::test::to_vector(model.store().grads());
+  REQUIRE(hax::test::max_abs(g_full) > 0.0);
+  hax::test::check_close(g_rows, g_full, 1e-11, 1e-13, "parameter gradients");
+
+  using Catch::Matchers::ContainsSubstring;
+  CHECK_THROWS_WITH(model.forward(s, rows, tokens, ctx),
+                    ContainsSubstring("hax::models::Model::forward") &&
+                        ContainsSubstring("4 output rows"));
+  CHECK_THROWS_WITH(model.forward(s, full, tokens, positions, ctx),
+                    ContainsSubstring("made without output rows"));
+  Kokkos::View<int**, Kokkos::LayoutRight, mem> wrong("wrong", B, R + 1);
+  CHECK_THROWS_WITH(model.backward(s, rows, tokens, wrong, ctx),
+                    ContainsSubstring("hax::models::Model::backward") &&
+                        ContainsSubstring("positions (2, 5)") && ContainsSubstring("(2, 4)"));
+  CHECK_THROWS_WITH(model.make_workspace(s, B, L, L + 1),
+                    ContainsSubstring("output_rows (10)") && ContainsSubstring("length = 9"));
+}
+
+}  // namespace
+
+TEST_CASE("models: the output head at chosen positions equals the full head there",
+          "[models][hybrid]") {
+  using space = hax::test::test_space;
+  check_output_rows<hax::ssm::Mamba2Mixer<space, double>>(
+      tiny_hybrid(Base::mamba2, "sign_bin_lsh+key_selection"));
+  check_output_rows<hax::models::LinearMixer<space, double>>(tiny_hybrid(Base::mamba2, ""));
+}
+
 TEST_CASE("models: under causal semantics no logit depends on later tokens (Mamba2 + HAX)",
           "[models][hybrid]") {
   using space = hax::test::test_space;

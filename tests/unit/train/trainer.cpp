@@ -4,8 +4,9 @@
 /// tiny HAX hybrid (Mamba2 + sign_bin_lsh+key_selection): the loss falls over a few steps,
 /// resuming equals an uninterrupted run (bit for bit on Serial; the hybrid's hashing streams and
 /// the `reference` evaluation counter included) and does not repeat metrics lines, checkpoint
-/// and safetensors round trips, mismatching checkpoints, bad settings, and a non-finite loss that
-/// stops the run naming the step and keeps the last good checkpoint.
+/// and safetensors round trips, mismatching checkpoints, bad settings, a non-finite loss that
+/// stops the run naming the step and keeps the last good checkpoint, and the evaluation with the
+/// output head at the loss positions against the full head.
 #include <hax/train/trainer.hpp>
 
 #include <catch2/catch_approx.hpp>
@@ -223,6 +224,53 @@ TEST_CASE("train: safetensors export and import with the reference's names", "[t
   CHECK(hax::test::to_vector(b.model().store().values()) ==
         hax::test::to_vector(a.model().store().values()));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("train: the loss and accuracy at the loss positions equal those over every position",
+          "[train]") {
+  // The trainer runs the output head at the loss positions only (Model::forward with positions);
+  // here the same batches go through the full head, and the masked loss and the per-item
+  // accuracy are taken over every position, as before the output rows existed.
+  auto cfg = tiny_train();
+  Trainer trainer(tiny_model(), tiny_spec(), cfg);
+  for (int i = 0; i < 3; ++i) trainer.train_step();  // trained weights: non-uniform logits
+  auto const got = trainer.evaluate(hax::data::split::valid);
+  auto const& spec = trainer.spec();
+  auto const& model = trainer.model();
+  using mem = space::memory_space;
+  space const s;
+  auto const ex = hax::data::make_exclusions(s, spec);
+  std::int64_t const n = hax::data::split_size(spec, hax::data::split::valid);
+  REQUIRE(n > cfg.batch);  // two batches, the second one short
+  double acc_sum = 0, loss_sum = 0;
+  int batches = 0;
+  for (std::int64_t first = 0; first < n; first += cfg.batch) {
+    int const nb = static_cast<int>(std::min<std::int64_t>(cfg.batch, n - first));
+    Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem> tokens("tokens", nb, spec.padded_length);
+    Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem> mask("mask", nb, spec.padded_length);
+    Kokkos::View<int, mem> failures("failures");
+    hax::data::generate_batch(s, spec, ex, hax::data::split::valid, first, tokens, mask, failures);
+    auto const batch = hax::data::shift_for_training(tokens, mask);
+    auto ws = model.make_workspace(s, nb, spec.padded_length - 1);
+    Trainer::model_type::set_pad_mask(s, ws, batch.inputs, spec.pad);
+    hax::models::StepContext ctx;
+    ctx.seed = cfg.hash_seed;
+    ctx.training = false;
+    model.forward(s, ws, batch.inputs, ctx);
+    Kokkos::View<float, mem> ce("ce"), acc_mean("acc_mean");
+    Kokkos::View<std::int64_t, mem> count("count");
+    Kokkos::View<float*, mem> acc_item("acc_item", nb);
+    hax::nn::cross_entropy_forward(s, ws.logits, batch.labels, batch.loss_mask, ce, count,
+                                   Kokkos::View<float***, mem>());
+    hax::nn::masked_accuracy(s, ws.logits, batch.labels, batch.loss_mask, acc_item, acc_mean);
+    for (double a : hax::test::to_vector(acc_item)) acc_sum += a;
+    loss_sum += hax::test::to_vector(ce)[0];
+    ++batches;
+  }
+  CHECK(got.items == n);
+  CHECK(got.accuracy == Catch::Approx(acc_sum / static_cast<double>(n)).margin(1e-6));
+  CHECK(got.loss == Catch::Approx(loss_sum / batches).epsilon(1e-5));
+  CHECK(got.loss > 0.1);  // not a degenerate comparison
 }
 
 TEST_CASE("train: bad settings are rejected", "[train]") {

@@ -127,4 +127,35 @@ inline std::set<std::vector<int>> excluded_items(hax::data::recall_spec const& s
   return both;
 }
 
+/// hax::data::loss_positions over row-major (B, L) vectors with R slots per sequence.
+struct loss_slots {
+  std::vector<int> positions;  // (B, R): the r-th loss position of sequence b, or -1
+  std::vector<int> labels;     // (B, R): its label, 0 on empty slots
+  std::vector<int> mask;       // (B, R): 1 on filled slots
+  int overflow = 0;            // sequences with more than R loss positions
+};
+
+inline loss_slots loss_positions(std::vector<int> const& loss_mask, std::vector<int> const& labels,
+                                 int B, int L, int R) {
+  loss_slots out;
+  out.positions.assign(static_cast<std::size_t>(B) * R, -1);
+  out.labels.assign(static_cast<std::size_t>(B) * R, 0);
+  out.mask.assign(static_cast<std::size_t>(B) * R, 0);
+  for (int b = 0; b < B; ++b) {
+    int slot = 0;
+    for (int t = 0; t < L; ++t) {
+      if (loss_mask[static_cast<std::size_t>(b) * L + t] == 0) continue;
+      if (slot < R) {
+        std::size_t const r = static_cast<std::size_t>(b) * R + slot;
+        out.positions[r] = t;
+        out.labels[r] = labels[static_cast<std::size_t>(b) * L + t];
+        out.mask[r] = 1;
+      }
+      ++slot;
+    }
+    if (slot > R) ++out.overflow;
+  }
+  return out;
+}
+
 }  // namespace hax::reference::data
