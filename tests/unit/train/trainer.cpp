@@ -273,6 +273,44 @@ TEST_CASE("train: the loss and accuracy at the loss positions equal those over e
   CHECK(got.loss > 0.1);  // not a degenerate comparison
 }
 
+TEST_CASE("train: a step's gradients equal those of the full head on the same batch", "[train]") {
+  // train_step leaves the step's gradients in the store (zero_grad comes first in a step). The
+  // same model before its first step, run with the full head over every position on the step's
+  // batch (the first `batch` training items), must give the same gradients.
+  auto cfg = tiny_train();
+  Trainer trainer(tiny_model(), tiny_spec(), cfg);
+  Trainer untouched(tiny_model(), tiny_spec(), cfg);  // same seed: the same initial parameters
+  trainer.train_step();
+  auto const got = hax::test::to_vector(trainer.model().store().grads());
+
+  auto const& spec = untouched.spec();
+  auto& model = untouched.model();
+  using mem = space::memory_space;
+  space const s;
+  auto const ex = hax::data::make_exclusions(s, spec);
+  Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem> tokens("tokens", cfg.batch, spec.padded_length);
+  Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem> mask("mask", cfg.batch, spec.padded_length);
+  Kokkos::View<int, mem> failures("failures");
+  hax::data::generate_batch(s, spec, ex, hax::data::split::train, 0, tokens, mask, failures);
+  auto const batch = hax::data::shift_for_training(tokens, mask);
+  auto ws = model.make_workspace(s, cfg.batch, spec.padded_length - 1);
+  Trainer::model_type::set_pad_mask(s, ws, batch.inputs, spec.pad);
+  hax::models::StepContext ctx;
+  ctx.seed = cfg.hash_seed;
+  ctx.step = 0;
+  ctx.training = true;
+  ctx.gate_loss_weight = cfg.gate_loss_weight;
+  model.store().zero_grad(s);
+  model.forward(s, ws, batch.inputs, ctx);
+  Kokkos::View<float, mem> ce("ce");
+  Kokkos::View<std::int64_t, mem> count("count");
+  hax::nn::cross_entropy_forward(s, ws.logits, batch.labels, batch.loss_mask, ce, count, ws.dlogits);
+  model.backward(s, ws, batch.inputs, ctx);
+  auto const want = hax::test::to_vector(model.store().grads());
+  REQUIRE(hax::test::max_abs(want) > 0.0);
+  hax::test::check_close(got, want, 1e-4, 1e-6, "gradients of the first step");
+}
+
 TEST_CASE("train: bad settings are rejected", "[train]") {
   auto cfg = tiny_train();
   cfg.lr = 0.0;
