@@ -73,8 +73,29 @@ KOKKOS_INLINE_FUNCTION typename X::non_const_value_type masked_input(X const& x,
   }
 }
 
-/// Forward: work item (b, chunk, c) slides the window win[k] = xm(b, t−K+1+k, c) along t.
-template <bool kSilu, bool kMask, int kFixedK, class Space, class X, class W, class Bias, class M, class Y>
+/// Three (B, L, C_i) Views seen as one (B, L, C0 + C1 + C2) array: element (b, t, c) lives in the
+/// block whose column range holds c. The conv kernels write (or read) it as they would one View,
+/// so a conv whose output the caller splits into column blocks (Mamba2's x, B, C) writes the
+/// blocks directly instead of a packed tensor and a copy.
+template <class V0, class V1, class V2>
+struct ColumnBlocks3 {
+  using non_const_value_type = typename V0::non_const_value_type;
+  V0 v0;
+  V1 v1;
+  V2 v2;
+  int c0 = 0;   // columns of v0
+  int c01 = 0;  // columns of v0 and v1
+  KOKKOS_INLINE_FUNCTION typename V0::reference_type operator()(int b, int t, int c) const {
+    if (c < c0) { return v0(b, t, c); }
+    if (c < c01) { return v1(b, t, c - c0); }
+    return v2(b, t, c - c01);
+  }
+};
+
+/// Forward: work item (b, chunk, c) slides the window win[k] = xm(b, t−K+1+k, c) along t. With
+/// kMaskOut (only with kMask) the output is zero at pad positions too.
+template <bool kSilu, bool kMask, int kFixedK, bool kMaskOut, class Space, class X, class W,
+          class Bias, class M, class Y>
 void conv1d_forward_kernel_k(Space const& space, X const& x, W const& w, Bias const& bias,
                            M const& mask, Y const& y) {
   using value_type = typename Y::non_const_value_type;
@@ -108,10 +129,11 @@ void conv1d_forward_kernel_k(Space const& space, X const& x, W const& w, Bias co
           for (int k = 0; k < Kc; ++k) {
             pre += wc[k] * win[k];
           }
-          if (kSilu) {
-            y(b, t, c) = silu(pre);
+          value_type const out = kSilu ? silu(pre) : pre;
+          if (kMaskOut) {
+            y(b, t, c) = mask(b, t) != 0 ? out : value_type(0);
           } else {
-            y(b, t, c) = pre;
+            y(b, t, c) = out;
           }
           for (int k = 0; k + 1 < Kc; ++k) {
             win[k] = win[k + 1];
@@ -125,9 +147,10 @@ void conv1d_forward_kernel_k(Space const& space, X const& x, W const& w, Bias co
 /// is scattered to dx(t−K+1 .. t) through a window of K partial sums; the oldest one is complete
 /// once t has passed it by K−1 (dx(s) = Σ_k w(k) g(s+K−1−k)), and is written then. t runs K−1
 /// past the chunk end to finish its last positions; dw and dbias take only t inside the chunk,
-/// summed in registers and added with one atomic per tap and chunk.
-template <bool kSilu, bool kMask, int kFixedK, class Space, class DY, class X, class W, class Bias,
-          class M, class DX, class DW, class DB>
+/// summed in registers and added with one atomic per tap and chunk. With kMaskOut (only with
+/// kMask) dy is taken as zero at pad positions (the forward's output mask).
+template <bool kSilu, bool kMask, int kFixedK, bool kMaskOut, class Space, class DY, class X,
+          class W, class Bias, class M, class DX, class DW, class DB>
 void conv1d_backward_kernel_k(Space const& space, DY const& dy, X const& x, W const& w,
                             Bias const& bias, M const& mask, DX const& dx, DW const& dw,
                             DB const& dbias) {
@@ -173,6 +196,7 @@ void conv1d_backward_kernel_k(Space const& space, DY const& dy, X const& x, W co
         for (int t = begin; t < stop; ++t) {
           win[Kc - 1] = masked_input<kMask>(x, mask, b, t, c);
           value_type g = dy(b, t, c);
+          if (kMaskOut && mask(b, t) == 0) { g = value_type(0); }
           if (kSilu) {
             value_type pre = bc;
             for (int k = 0; k < Kc; ++k) {
@@ -210,26 +234,51 @@ void conv1d_backward_kernel_k(Space const& space, DY const& dy, X const& x, W co
 }
 
 /// The kernels with the width fixed at compile time for Mamba's K = 4, else read at run time.
-template <bool kSilu, bool kMask, class Space, class X, class W, class Bias, class M, class Y>
+template <bool kSilu, bool kMask, bool kMaskOut = false, class Space, class X, class W, class Bias,
+          class M, class Y>
 void conv1d_forward_kernel(Space const& space, X const& x, W const& w, Bias const& bias,
                            M const& mask, Y const& y) {
+  static_assert(kMask || !kMaskOut, "hax::nn: the output mask needs the pad mask");
   if (w.extent_int(1) == 4) {
-    conv1d_forward_kernel_k<kSilu, kMask, 4>(space, x, w, bias, mask, y);
+    conv1d_forward_kernel_k<kSilu, kMask, 4, kMaskOut>(space, x, w, bias, mask, y);
   } else {
-    conv1d_forward_kernel_k<kSilu, kMask, 0>(space, x, w, bias, mask, y);
+    conv1d_forward_kernel_k<kSilu, kMask, 0, kMaskOut>(space, x, w, bias, mask, y);
   }
 }
 
-template <bool kSilu, bool kMask, class Space, class DY, class X, class W, class Bias, class M,
-          class DX, class DW, class DB>
+template <bool kSilu, bool kMask, bool kMaskOut = false, class Space, class DY, class X, class W,
+          class Bias, class M, class DX, class DW, class DB>
 void conv1d_backward_kernel(Space const& space, DY const& dy, X const& x, W const& w,
                             Bias const& bias, M const& mask, DX const& dx, DW const& dw,
                             DB const& dbias) {
+  static_assert(kMask || !kMaskOut, "hax::nn: the output mask needs the pad mask");
   if (w.extent_int(1) == 4) {
-    conv1d_backward_kernel_k<kSilu, kMask, 4>(space, dy, x, w, bias, mask, dx, dw, dbias);
+    conv1d_backward_kernel_k<kSilu, kMask, 4, kMaskOut>(space, dy, x, w, bias, mask, dx, dw, dbias);
   } else {
-    conv1d_backward_kernel_k<kSilu, kMask, 0>(space, dy, x, w, bias, mask, dx, dw, dbias);
+    conv1d_backward_kernel_k<kSilu, kMask, 0, kMaskOut>(space, dy, x, w, bias, mask, dx, dw, dbias);
   }
+}
+
+/// Checks the column blocks y0, y1, y2 of a (B, L, C) conv output against x: each (B, L, C_i),
+/// the widths adding up to C. `names` are the blocks' names in messages.
+template <class X, class Y0, class Y1, class Y2>
+void check_column_blocks(char const* op, X const& x, char const* const (&names)[3], Y0 const& y0,
+                         Y1 const& y1, Y2 const& y2) {
+  auto check = [&](char const* name, auto const& y) {
+    core::require(y.extent(0) == x.extent(0) && y.extent(1) == x.extent(1), op, name, " ",
+                  shape_of(y), " must be (B, L, ·) with (B, L) of x ", shape_of(x));
+  };
+  check(names[0], y0);
+  check(names[1], y1);
+  check(names[2], y2);
+  core::require(y0.extent(2) + y1.extent(2) + y2.extent(2) == x.extent(2), op, names[0], " ",
+                shape_of(y0), ", ", names[1], " ", shape_of(y1), " and ", names[2], " ",
+                shape_of(y2), ": their widths must add up to the channels of x ", shape_of(x));
+}
+
+template <class Y0, class Y1, class Y2>
+ColumnBlocks3<Y0, Y1, Y2> column_blocks(Y0 const& y0, Y1 const& y1, Y2 const& y2) {
+  return {y0, y1, y2, y0.extent_int(2), y0.extent_int(2) + y1.extent_int(2)};
 }
 
 }  // namespace impl
@@ -356,6 +405,79 @@ template <class DY, class X, class W, class Bias, class M, class DX, class DW, c
 void conv1d_silu_backward(DY const& dy, X const& x, W const& w, Bias const& bias,
                           M const& maybe_mask, DX const& dx, DW const& dw, DB const& dbias) {
   conv1d_silu_backward(typename DX::execution_space{}, dy, x, w, bias, maybe_mask, dx, dw, dbias);
+}
+
+/// Fused conv1d + SiLU whose output goes straight into three column blocks, masked:
+/// [y0 | y1 | y2] = silu(conv1d(x ⊙ m)) ⊙ m (Mamba2's x, B and C after its conv). The same as
+/// conv1d_silu_forward into a (B, L, C) tensor, multiplying its rows by the mask and copying
+/// its columns out, in one pass. Without a mask (empty maybe_mask) nothing is masked.
+/// \param y0, y1, y2 [out] (B, L, C0), (B, L, C1), (B, L, C2) with C0 + C1 + C2 = C, written.
+/// Other arguments as conv1d_silu_forward.
+template <execution_space Space, class X, class W, class Bias, class M, class Y0, class Y1,
+          class Y2>
+  requires(view_accessible_from<X, Space> && view_accessible_from<W, Space> &&
+           view_accessible_from<Bias, Space> && view_accessible_from<M, Space> &&
+           view_accessible_from<Y0, Space> && view_accessible_from<Y1, Space> &&
+           view_accessible_from<Y2, Space>)
+void conv1d_silu_forward_columns(Space const& space, X const& x, W const& w, Bias const& bias,
+                                 M const& maybe_mask, Y0 const& y0, Y1 const& y1, Y2 const& y2) {
+  static_assert(X::rank() == 3 && Y0::rank() == 3 && Y1::rank() == 3 && Y2::rank() == 3 &&
+                    W::rank() == 2 && Bias::rank() == 1 && M::rank() == 2,
+                "hax::nn::conv1d_silu_forward_columns: x, y0, y1, y2 (B, L, ·), w (C, K), "
+                "bias (C), maybe_mask (B, L)");
+  constexpr char const* op = "hax::nn::conv1d_silu_forward_columns";
+  impl::conv1d_check(op, x, w, bias, maybe_mask, "x", x);
+  impl::check_column_blocks(op, x, {"y0", "y1", "y2"}, y0, y1, y2);
+  auto const y = impl::column_blocks(y0, y1, y2);
+  core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
+    impl::conv1d_forward_kernel<true, kMask, kMask>(space, x, w, bias, maybe_mask, y);
+  });
+}
+
+/// Backward of conv1d_silu_forward_columns: the output gradient is read from the three blocks
+/// dy0, dy1, dy2 and masked, dy = [dy0 | dy1 | dy2] ⊙ m; dx written (zero at pad positions), dw
+/// and dbias accumulated (+=). Other arguments as conv1d_silu_backward.
+template <execution_space Space, class DY0, class DY1, class DY2, class X, class W, class Bias,
+          class M, class DX, class DW, class DB>
+  requires(view_accessible_from<DY0, Space> && view_accessible_from<DY1, Space> &&
+           view_accessible_from<DY2, Space> && view_accessible_from<X, Space> &&
+           view_accessible_from<W, Space> && view_accessible_from<Bias, Space> &&
+           view_accessible_from<M, Space> && view_accessible_from<DX, Space> &&
+           view_accessible_from<DW, Space> && view_accessible_from<DB, Space>)
+void conv1d_silu_backward_columns(Space const& space, DY0 const& dy0, DY1 const& dy1,
+                                  DY2 const& dy2, X const& x, W const& w, Bias const& bias,
+                                  M const& maybe_mask, DX const& dx, DW const& dw,
+                                  DB const& dbias) {
+  static_assert(DY0::rank() == 3 && DY1::rank() == 3 && DY2::rank() == 3 && X::rank() == 3 &&
+                    DX::rank() == 3 && W::rank() == 2 && DW::rank() == 2 && Bias::rank() == 1 &&
+                    DB::rank() == 1 && M::rank() == 2,
+                "hax::nn::conv1d_silu_backward_columns: dy0, dy1, dy2, x, dx (B, L, ·), w, dw "
+                "(C, K), bias, dbias (C), maybe_mask (B, L)");
+  constexpr char const* op = "hax::nn::conv1d_silu_backward_columns";
+  impl::conv1d_check(op, x, w, bias, maybe_mask, "dx", dx);
+  impl::check_column_blocks(op, x, {"dy0", "dy1", "dy2"}, dy0, dy1, dy2);
+  impl::require_same_shape(op, "w", w, "dw", dw);
+  impl::require_same_shape(op, "bias", bias, "dbias", dbias);
+  auto const dy = impl::column_blocks(dy0, dy1, dy2);
+  core::dispatch_bool(maybe_mask.is_allocated(), [&]<bool kMask>() {
+    impl::conv1d_backward_kernel<true, kMask, kMask>(space, dy, x, w, bias, maybe_mask, dx, dw,
+                                                     dbias);
+  });
+}
+
+/// Overloads on the default instance of the outputs' execution space.
+template <class X, class W, class Bias, class M, class Y0, class Y1, class Y2>
+void conv1d_silu_forward_columns(X const& x, W const& w, Bias const& bias, M const& maybe_mask,
+                                 Y0 const& y0, Y1 const& y1, Y2 const& y2) {
+  conv1d_silu_forward_columns(typename Y0::execution_space{}, x, w, bias, maybe_mask, y0, y1, y2);
+}
+template <class DY0, class DY1, class DY2, class X, class W, class Bias, class M, class DX,
+          class DW, class DB>
+void conv1d_silu_backward_columns(DY0 const& dy0, DY1 const& dy1, DY2 const& dy2, X const& x,
+                                  W const& w, Bias const& bias, M const& maybe_mask, DX const& dx,
+                                  DW const& dw, DB const& dbias) {
+  conv1d_silu_backward_columns(typename DX::execution_space{}, dy0, dy1, dy2, x, w, bias,
+                               maybe_mask, dx, dw, dbias);
 }
 
 }  // namespace hax::nn

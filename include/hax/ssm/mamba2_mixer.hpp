@@ -196,15 +196,10 @@ class Mamba2Mixer {
     s.xs = uninitialized_view<T***>(space, "hax::ssm::mamba2_x", B, L, E);
     s.Bm = uninitialized_view<T***>(space, "hax::ssm::mamba2_B", B, L, N);
     s.Cm = uninitialized_view<T***>(space, "hax::ssm::mamba2_C", B, L, N);
-    {
-      core::ScratchFrame<memory_space> frame;
-      auto const xbc_act =
-          uninitialized_view<T***>(space, "hax::ssm::mamba2_xbc_act", B, L, conv_width());
-      nn::conv1d_silu_forward(space, s.xbc, conv_weight(store, p),
-                              store.template value<1>(p + "conv1d.bias"), s.mask, xbc_act);
-      impl::split_columns3(space, nn::as_rows(xbc_act), nn::as_rows(s.xs), nn::as_rows(s.Bm), nn::as_rows(s.Cm),
-                           mflat);
-    }
+    // SiLU(conv1d(xBC)) ⊙ m, written straight into x, B and C (no packed (B, L, E + 2N) output)
+    nn::conv1d_silu_forward_columns(space, s.xbc, conv_weight(store, p),
+                                    store.template value<1>(p + "conv1d.bias"), s.mask, s.xs, s.Bm,
+                                    s.Cm);
 
     s.A = uninitialized_view<T*>(space, "hax::ssm::mamba2_A", H);
     impl::negative_exp(space, store.template value<1>(p + "A_log"), s.A);
@@ -299,18 +294,12 @@ class Mamba2Mixer {
       hybrid_.backward(space, store, p, s.hybrid, dscan, dxs, ctx);
     }
 
-    // [dx, dB, dC] ⊙ m (the post-conv mask), then conv + SiLU backward into dzxbcdt's columns
-    {
-      core::ScratchFrame<memory_space> frame;  // the conv's output gradient
-      auto const dxbc_act =
-          uninitialized_view<T***>(space, "hax::ssm::mamba2_dxbc_act", B, L, conv_width());
-      impl::place_columns3(space, nn::as_rows(dxs), nn::as_rows(g.dB), nn::as_rows(g.dC), nn::as_rows(dxbc_act),
-                           mflat);
-      auto const conv_dw = store.template grad<3>(p + "conv1d.weight");
-      nn::conv1d_silu_backward(space, dxbc_act, s.xbc, conv_weight(store, p),
-                               store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
-                               impl::as_conv_2d(conv_dw), store.template grad<1>(p + "conv1d.bias"));
-    }
+    // conv + SiLU backward from [dx, dB, dC] ⊙ m (the post-conv mask), read where they are,
+    // into dzxbcdt's columns
+    nn::conv1d_silu_backward_columns(space, dxs, g.dB, g.dC, s.xbc, conv_weight(store, p),
+                                     store.template value<1>(p + "conv1d.bias"), s.mask, dxbc,
+                                     impl::as_conv_2d(store.template grad<3>(p + "conv1d.weight")),
+                                     store.template grad<1>(p + "conv1d.bias"));
     impl::place_columns(space, nn::as_rows(g.ddt), E + conv_width(), nn::as_rows(dzxbcdt),
                         no_mask);
     nn::linear_backward(space, nn::as_rows(dzxbcdt), nn::as_rows(s.xm),

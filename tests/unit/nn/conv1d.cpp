@@ -112,6 +112,75 @@ TEMPLATE_TEST_CASE("conv1d matches the reference, forward and backward", "[nn][c
   hax::test::check_close(hax::test::to_vector(dbias), ref_db, tol::rtol, tol::atol, "dbias");
 }
 
+TEMPLATE_TEST_CASE("conv1d + SiLU into column blocks matches the masked, split reference",
+                   "[nn][conv1d]", float, double) {
+  // [y0 | y1 | y2] = silu(conv1d(x ⊙ m)) ⊙ m and its backward from [dy0 | dy1 | dy2] ⊙ m:
+  // the reference conv with the output rows masked and the columns split.
+  using T = TestType;
+  auto const masked = GENERATE(false, true);
+  auto const K = GENERATE(std::size_t{1}, std::size_t{4});
+  CAPTURE(masked, K);
+  std::size_t const B = 3, L = 300, C0 = 5, C1 = 3, C2 = 2, C = C0 + C1 + C2;
+  test_space space;
+  tensor3<T> x("x", B, L, C), dx("dx", B, L, C);
+  tensor3<T> y0("y0", B, L, C0), y1("y1", B, L, C1), y2("y2", B, L, C2);
+  tensor3<T> dy0("dy0", B, L, C0), dy1("dy1", B, L, C1), dy2("dy2", B, L, C2);
+  matrix<T> w("w", C, K), dw("dw", C, K), mask;
+  vector1<T> bias("bias", C), dbias("dbias", C);
+  auto const hx = hax::test::fill_random(x, 1);
+  auto const hw = hax::test::fill_random(w, 2);
+  auto const hb = hax::test::fill_random(bias, 3);
+  std::vector<double> const hdy[3] = {hax::test::fill_random(dy0, 4), hax::test::fill_random(dy1, 5),
+                                      hax::test::fill_random(dy2, 6)};
+  auto const hdw0 = hax::test::fill_random(dw, 7);  // nonzero: dw, dbias must accumulate
+  auto const hdb0 = hax::test::fill_random(dbias, 8);
+  hax::test::fill_random(dx, 9);  // garbage: every output is overwritten
+  hax::test::fill_random(y0, 10);
+  hax::test::fill_random(y1, 11);
+  hax::test::fill_random(y2, 12);
+  std::vector<double> hmask;
+  if (masked) {
+    mask = matrix<T>("mask", B, L);
+    hmask = right_padding_mask({L, 200, 37}, L);
+    hax::test::from_vector(mask, hmask);
+  }
+  hax::nn::conv1d_silu_forward_columns(space, x, w, bias, mask, y0, y1, y2);
+  hax::nn::conv1d_silu_backward_columns(space, dy0, dy1, dy2, x, w, bias, mask, dx, dw, dbias);
+  space.fence();
+
+  namespace ref = hax::reference::nn;
+  std::size_t const widths[3] = {C0, C1, C2}, offsets[3] = {0, C0, C0 + C1};
+  auto const row_mask = [&](std::size_t b, std::size_t t) { return masked ? hmask[b * L + t] : 1.0; };
+  auto const full_y = ref::conv1d_forward(hx, hw, hb, hmask, B, L, C, K, true);
+  std::vector<double> full_dy(B * L * C);
+  std::vector<double> want_y[3];
+  for (int part = 0; part < 3; ++part) {
+    for (std::size_t b = 0; b < B; ++b) {
+      for (std::size_t t = 0; t < L; ++t) {
+        for (std::size_t c = 0; c < widths[part]; ++c) {
+          std::size_t const i = (b * L + t) * C + offsets[part] + c;
+          want_y[part].push_back(full_y[i] * row_mask(b, t));
+          full_dy[i] = hdy[part][(b * L + t) * widths[part] + c] * row_mask(b, t);
+        }
+      }
+    }
+  }
+  std::vector<double> ref_dx, ref_dw = hdw0, ref_db = hdb0;
+  ref::conv1d_backward(full_dy, hx, hw, hb, hmask, B, L, C, K, true, ref_dx, ref_dw, ref_db);
+
+  using tol = hax::test::tolerance<T>;
+  hax::test::check_close(hax::test::to_vector(y0), want_y[0], tol::rtol, tol::atol, "y0");
+  hax::test::check_close(hax::test::to_vector(y1), want_y[1], tol::rtol, tol::atol, "y1");
+  hax::test::check_close(hax::test::to_vector(y2), want_y[2], tol::rtol, tol::atol, "y2");
+  hax::test::check_close(hax::test::to_vector(dx), ref_dx, tol::rtol, tol::atol, "dx");
+  hax::test::check_close(hax::test::to_vector(dw), ref_dw, tol::rtol, tol::atol, "dw");
+  hax::test::check_close(hax::test::to_vector(dbias), ref_db, tol::rtol, tol::atol, "dbias");
+  if (masked) {  // the test can see the output mask: item 2's pads right after its last token
+    CHECK(hax::test::to_vector(y0)[(2 * L + 38) * C0] == 0.0);
+    CHECK(full_y[(2 * L + 38) * C] != 0.0);
+  }
+}
+
 TEST_CASE("conv1d gradients match central differences", "[nn][conv1d]") {
   auto const fuse_silu = GENERATE(false, true);
   auto const masked = GENERATE(false, true);
@@ -211,6 +280,26 @@ TEST_CASE("conv1d: right padding never changes real positions", "[nn][conv1d]") 
   }
   CHECK(real == (150 + 130 + 5) * C);
   CHECK(hax::test::max_abs(hdx1) > 0.0);
+}
+
+TEST_CASE("conv1d into column blocks rejects blocks that do not tile x", "[nn][conv1d]") {
+  tensor3<float> x("x", 2, 7, 6), a("a", 2, 7, 3), b("b", 2, 7, 2), c1("c1", 2, 7, 1),
+      c2("c2", 2, 7, 2), bad("bad", 2, 6, 1), dx("dx", 2, 7, 6);
+  matrix<float> w("w", 6, 4), dw("dw", 6, 4), mask;
+  vector1<float> bias("bias", 6), dbias("dbias", 6);
+  using Catch::Matchers::ContainsSubstring;
+  CHECK_NOTHROW(hax::nn::conv1d_silu_forward_columns(x, w, bias, mask, a, b, c1));
+  CHECK_THROWS_AS(hax::nn::conv1d_silu_forward_columns(x, w, bias, mask, a, b, c2),
+                  hax::invalid_argument);
+  CHECK_THROWS_WITH(hax::nn::conv1d_silu_forward_columns(x, w, bias, mask, a, b, c2),
+                    ContainsSubstring("hax::nn::conv1d_silu_forward_columns") &&
+                        ContainsSubstring("y2 (2, 7, 2)") && ContainsSubstring("add up") &&
+                        ContainsSubstring("x (2, 7, 6)"));
+  CHECK_THROWS_WITH(hax::nn::conv1d_silu_forward_columns(x, w, bias, mask, a, b, bad),
+                    ContainsSubstring("y2 (2, 6, 1)"));
+  CHECK_THROWS_WITH(
+      hax::nn::conv1d_silu_backward_columns(a, b, c2, x, w, bias, mask, dx, dw, dbias),
+      ContainsSubstring("hax::nn::conv1d_silu_backward_columns") && ContainsSubstring("dy2 (2, 7, 2)"));
 }
 
 TEST_CASE("conv1d rejects bad shapes, naming the op and the shapes", "[nn][conv1d]") {

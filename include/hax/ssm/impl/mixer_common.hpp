@@ -38,44 +38,6 @@ void split_columns(Space const& space, Src const& src, int offset, Dst const& ds
       KOKKOS_LAMBDA(int m, int c) { dst(m, c) = src(m, offset + c); });
 }
 
-/// Three consecutive parts in one pass: d0(m, c) = src(m, c), d1(m, c) = src(m, C0 + c),
-/// d2(m, c) = src(m, C0 + C1 + c), with Ck = dk.extent(1); rows with maybe_mask(m) == 0 become
-/// zeros when the mask is allocated. One read of src instead of three launches (and, with the mask,
-/// instead of a masking pass before them).
-template <class Space, class Src, class D0, class D1, class D2, class M>
-void split_columns3(Space const& space, Src const& src, D0 const& d0, D1 const& d1, D2 const& d2,
-                    M const& maybe_mask) {
-  int const Mr = d0.extent_int(0), C0 = d0.extent_int(1), C1 = d1.extent_int(1), C2 = d2.extent_int(1);
-  bool const masked = maybe_mask.is_allocated();
-  core::for_each_row_major(
-      "hax::ssm::mixer_split3", space, Mr, C0 + C1 + C2, KOKKOS_LAMBDA(int m, int c) {
-        typename D0::non_const_value_type v = src(m, c);
-        if (masked && maybe_mask(m) == 0) { v = 0; }
-        if (c < C0) {
-          d0(m, c) = v;
-        } else if (c < C0 + C1) {
-          d1(m, c - C0) = v;
-        } else {
-          d2(m, c - C0 - C1) = v;
-        }
-      });
-}
-
-/// The inverse of split_columns3: dst(m, ·) = [s0(m, ·), s1(m, ·), s2(m, ·)] in its first
-/// C0 + C1 + C2 columns (· mask(m) when the mask is allocated), one pass.
-template <class Space, class S0, class S1, class S2, class Dst, class M>
-void place_columns3(Space const& space, S0 const& s0, S1 const& s1, S2 const& s2, Dst const& dst,
-                    M const& maybe_mask) {
-  int const Mr = s0.extent_int(0), C0 = s0.extent_int(1), C1 = s1.extent_int(1), C2 = s2.extent_int(1);
-  bool const masked = maybe_mask.is_allocated();
-  core::for_each_row_major(
-      "hax::ssm::mixer_place3", space, Mr, C0 + C1 + C2, KOKKOS_LAMBDA(int m, int c) {
-        typename Dst::non_const_value_type v = c < C0 ? s0(m, c) : c < C0 + C1 ? s1(m, c - C0) : s2(m, c - C0 - C1);
-        if (masked && maybe_mask(m) == 0) { v = 0; }
-        dst(m, c) = v;
-      });
-}
-
 /// dst(m, offset + c) = src(m, c) (· mask(m) when the mask is allocated): the inverse of
 /// split_columns, used to assemble the gradient of a packed projection output.
 template <class Space, class Src, class Dst, class M>
