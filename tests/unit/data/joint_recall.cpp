@@ -371,6 +371,51 @@ TEST_CASE("data: shifted view for the trainer", "[data]") {
   }
 }
 
+namespace {
+
+/// hax::data::loss_positions on (B, L) host vectors with R slots, called `calls` times on the
+/// same outputs (slots start as garbage; the overflow count accumulates), then compared with
+/// hax::reference::data::loss_positions. Returns the reference's result.
+hax::reference::data::loss_slots check_loss_positions(std::vector<int> const& loss_mask,
+                                                      std::vector<int> const& labels, int B, int L,
+                                                      int R, int calls = 1) {
+  Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m("m", B, L);
+  Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab("lab", B, L);
+  Kokkos::View<int**, Kokkos::LayoutRight, mem_t> pos("pos", B, R);
+  Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab_at("lab_at", B, R);
+  Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m_at("m_at", B, R);
+  Kokkos::View<int, mem_t> overflow("overflow");
+  auto hm = Kokkos::create_mirror_view(m);
+  auto hlab = Kokkos::create_mirror_view(lab);
+  for (std::size_t i = 0; i < loss_mask.size(); ++i) {
+    hm.data()[i] = static_cast<std::int8_t>(loss_mask[i]);
+    hlab.data()[i] = labels[i];
+  }
+  Kokkos::deep_copy(m, hm);
+  Kokkos::deep_copy(lab, hlab);
+  Kokkos::deep_copy(pos, 7);  // garbage: every slot is written
+  Kokkos::deep_copy(lab_at, 7);
+  Kokkos::deep_copy(m_at, std::int8_t(7));
+  for (int c = 0; c < calls; ++c) {
+    hax::data::loss_positions(space_t{}, m, lab, pos, lab_at, m_at, overflow);
+  }
+  space_t{}.fence();
+  auto const want = hax::reference::data::loss_positions(loss_mask, labels, B, L, R);
+  auto hpos = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, pos);
+  auto hlab_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, lab_at);
+  auto hm_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, m_at);
+  std::size_t const n = static_cast<std::size_t>(B) * R;
+  CHECK(std::vector<int>(hpos.data(), hpos.data() + n) == want.positions);
+  CHECK(std::vector<int>(hlab_at.data(), hlab_at.data() + n) == want.labels);
+  CHECK(std::vector<int>(hm_at.data(), hm_at.data() + n) == want.mask);
+  int got_overflow = 0;
+  Kokkos::deep_copy(got_overflow, overflow);
+  CHECK(got_overflow == calls * want.overflow);
+  return want;
+}
+
+}  // namespace
+
 TEST_CASE("data: loss positions gather the scored slots as the reference does", "[data]") {
   // Two and three levels; items of every size in [n_min, n_max], so per-item counts vary.
   for (auto const& [levels, n_min, n_max] : {std::tuple{2, 2, 5}, std::tuple{3, 1, 3}}) {
@@ -399,38 +444,7 @@ TEST_CASE("data: loss positions gather the scored slots as the reference does", 
     // R = the bound (no overflow) and R = largest - 1 (the largest items overflow).
     for (int R : {most, largest - 1}) {
       INFO("levels " << levels << ", R = " << R);
-      Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m("m", B, L);
-      Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab("lab", B, L);
-      Kokkos::View<int**, Kokkos::LayoutRight, mem_t> pos("pos", B, R);
-      Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab_at("lab_at", B, R);
-      Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m_at("m_at", B, R);
-      Kokkos::View<int, mem_t> overflow("overflow");
-      auto hm = Kokkos::create_mirror_view(m);
-      auto hlab = Kokkos::create_mirror_view(lab);
-      for (std::size_t i = 0; i < loss_mask.size(); ++i) {
-        hm.data()[i] = static_cast<std::int8_t>(loss_mask[i]);
-        hlab.data()[i] = labels[i];
-      }
-      Kokkos::deep_copy(m, hm);
-      Kokkos::deep_copy(lab, hlab);
-      Kokkos::deep_copy(pos, 7);  // garbage: every slot is written
-      Kokkos::deep_copy(lab_at, 7);
-      Kokkos::deep_copy(m_at, std::int8_t(7));
-      hax::data::loss_positions(space_t{}, m, lab, pos, lab_at, m_at, overflow);
-      space_t{}.fence();
-      auto const want = hax::reference::data::loss_positions(loss_mask, labels, B, L, R);
-      auto hpos = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, pos);
-      auto hlab_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, lab_at);
-      auto hm_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, m_at);
-      std::vector<int> got_pos(hpos.data(), hpos.data() + B * R);
-      std::vector<int> got_lab(hlab_at.data(), hlab_at.data() + B * R);
-      std::vector<int> got_m(hm_at.data(), hm_at.data() + B * R);
-      CHECK(got_pos == want.positions);
-      CHECK(got_lab == want.labels);
-      CHECK(got_m == want.mask);
-      int got_overflow = 0;
-      Kokkos::deep_copy(got_overflow, overflow);
-      CHECK(got_overflow == want.overflow);
+      auto const want = check_loss_positions(loss_mask, labels, static_cast<int>(B), L, R);
       CHECK((R == most ? want.overflow == 0 : want.overflow >= 1));
     }
   }
@@ -462,37 +476,9 @@ TEST_CASE("data: loss positions of long sequences with any mask density", "[data
       labels[i] = static_cast<int>(rng.uniform_int(100));
     }
   }
-  Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m("m", B, L);
-  Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab("lab", B, L);
-  auto hm = Kokkos::create_mirror_view(m);
-  auto hlab = Kokkos::create_mirror_view(lab);
-  for (std::size_t i = 0; i < loss_mask.size(); ++i) {
-    hm.data()[i] = static_cast<std::int8_t>(loss_mask[i]);
-    hlab.data()[i] = labels[i];
-  }
-  Kokkos::deep_copy(m, hm);
-  Kokkos::deep_copy(lab, hlab);
   for (int R : {1, 17, 256, L}) {
     INFO("R = " << R);
-    Kokkos::View<int**, Kokkos::LayoutRight, mem_t> pos("pos", B, R);
-    Kokkos::View<std::int32_t**, Kokkos::LayoutRight, mem_t> lab_at("lab_at", B, R);
-    Kokkos::View<std::int8_t**, Kokkos::LayoutRight, mem_t> m_at("m_at", B, R);
-    Kokkos::View<int, mem_t> overflow("overflow");
-    Kokkos::deep_copy(pos, 7);
-    for (int repeat = 0; repeat < 2; ++repeat) {  // the overflow count accumulates
-      hax::data::loss_positions(space_t{}, m, lab, pos, lab_at, m_at, overflow);
-    }
-    space_t{}.fence();
-    auto const want = hax::reference::data::loss_positions(loss_mask, labels, B, L, R);
-    auto hpos = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, pos);
-    auto hlab_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, lab_at);
-    auto hm_at = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, m_at);
-    CHECK(std::vector<int>(hpos.data(), hpos.data() + B * R) == want.positions);
-    CHECK(std::vector<int>(hlab_at.data(), hlab_at.data() + B * R) == want.labels);
-    CHECK(std::vector<int>(hm_at.data(), hm_at.data() + B * R) == want.mask);
-    int got_overflow = 0;
-    Kokkos::deep_copy(got_overflow, overflow);
-    CHECK(got_overflow == 2 * want.overflow);
+    auto const want = check_loss_positions(loss_mask, labels, B, L, R, 2);
     CHECK((R == L ? want.overflow == 0 : want.overflow >= 2));
   }
 }
